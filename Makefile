@@ -1,0 +1,44 @@
+GO ?= go
+BIN := $(CURDIR)/bin
+
+.PHONY: build test test-race demo bench proto lint fuzz sample-data clean
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/mpcnode ./cmd/mpcctl
+
+## test: the whole default suite (unit, protocol, end-to-end with real mpcnode processes)
+test:
+	$(GO) test -count=1 -timeout 20m ./...
+
+## test-race: the race detector on the packages with concurrency
+test-race:
+	$(GO) test -count=1 -race -timeout 20m ./parties/...
+
+demo:
+	./scripts/demo.sh
+
+## bench: setup time, query latency and bytes per party for N=3 and N=5 on
+## loopback, each beside the raw in-process lattigo floor
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/ -v | tee bench.out
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./engine/ ./protocols/
+
+proto:
+	protoc -I api --go_out=. --go_opt=module=github.com/synod-mpc/synod \
+	  --go-grpc_out=. --go-grpc_opt=module=github.com/synod-mpc/synod api/synod/v1/*.proto
+
+lint:
+	@test -z "$$(gofmt -l .)" || (gofmt -l .; echo "gofmt: files above need formatting"; exit 1)
+	$(GO) vet ./...
+
+## fuzz: each decoder for a bounded time
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeCiphertext -fuzztime $(FUZZTIME) ./engine
+	$(GO) test -run '^$$' -fuzz FuzzDecodePublicKey -fuzztime $(FUZZTIME) ./engine
+
+sample-data:
+	$(GO) run ./configs/sampledata -out configs/sample -parties 5 -rows 2000 -seed 2026
+
+clean:
+	rm -rf $(BIN) bench.out

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
+)
+
+func newSetupCmd(g *globals) *cobra.Command {
+	var params string
+	cmd := &cobra.Command{
+		Use:   "setup",
+		Short: "Make the consortium generate its threshold keys",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := connect(g, cmd)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			stream, err := a.client.Setup(context.Background(), &synodv1.SetupRequest{Parameters: params})
+			if err != nil {
+				return grpcErr(err)
+			}
+			ev, err := follow(stream.Recv, g.output == "json")
+			if err != nil {
+				return grpcErr(err)
+			}
+			if g.output == "json" {
+				json.NewEncoder(os.Stdout).Encode(map[string]any{"session": ev.GetSession(), "ok": !ev.GetFailed(), "message": ev.GetMessage(), "party": ev.GetParty()})
+			}
+			if ev.GetFailed() {
+				return fmt.Errorf("setup failed: %s", ev.GetMessage())
+			}
+			if g.output != "json" {
+				fmt.Println("setup complete")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&params, "parameters", "", "parameter set (default: the consortium's, ckks-n14)")
+	return cmd
+}
+
+func newPartiesCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "parties",
+		Short: "List the consortium's parties and whether each is up",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := connect(g, cmd)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			resp, err := a.client.ListParties(context.Background(), &synodv1.ListPartiesRequest{})
+			if err != nil {
+				return grpcErr(err)
+			}
+			if g.output == "json" {
+				b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(resp)
+				if err != nil {
+					return err
+				}
+				fmt.Println(string(b))
+				return nil
+			}
+			fmt.Printf("threshold %d, parameters %s\n", resp.GetThreshold(), resp.GetParameters())
+			rows := [][]string{{"party", "address", "reachable", "set up", "bytes sent"}}
+			for _, p := range resp.GetParties() {
+				rows = append(rows, []string{p.GetId(), p.GetAddress(), fmt.Sprint(p.GetReachable()), fmt.Sprint(p.GetSetupDone()), fmt.Sprint(p.GetBytesSent())})
+			}
+			return printRows(g.output, rows)
+		},
+	}
+}

@@ -1,0 +1,82 @@
+// Command mpcnode runs one Synod party node: it serves the node-to-node and
+// analyst gRPC services with mutual TLS, takes part in the consortium's key
+// generation and answers queries over its own data.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/synod-mpc/synod/parties/config"
+	"github.com/synod-mpc/synod/parties/node"
+)
+
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "mpcnode:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "mpcnode --config party.yaml",
+		Short: "Run a Synod party node",
+		Long: `mpcnode runs one party of a Synod consortium.
+
+Every config key can be overridden by an environment variable SYNOD_<KEY>
+(dots become underscores, e.g. SYNOD_LISTEN, SYNOD_DATA_DIR, SYNOD_LOG_LEVEL)
+or by the flags below. The keystore passphrase comes from the environment
+variable named by keystore.passphrase_env (default SYNOD_PASSPHRASE) or the
+file named by keystore.passphrase_file; it is never logged.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configPath == "" {
+				configPath = os.Getenv("SYNOD_CONFIG")
+			}
+			if configPath == "" {
+				return fmt.Errorf("no config: pass --config FILE or set SYNOD_CONFIG")
+			}
+			cfg, err := config.LoadParty(configPath, cmd.Flags())
+			if err != nil {
+				return err
+			}
+			log := newLogger(cfg.Log.Level, cfg.Log.Format)
+			n, err := node.New(cfg, log)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return n.Serve(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "party config file (YAML)")
+	f.String("listen", "", "address to serve on (host:port)")
+	f.String("data_dir", "", "directory for the node's state")
+	f.String("log.level", "", "log level: debug, info, warn, error")
+	f.String("log.format", "", "log format: text or json")
+	return cmd
+}
+
+func newLogger(level, format string) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		lvl = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

@@ -1,0 +1,523 @@
+// Package config loads the YAML configuration of a party node (mpcnode) and
+// of an analyst client (mpcctl) through viper.
+//
+// Every key can be overridden by an environment variable named SYNOD_ plus
+// the key in upper case with dots replaced by underscores (tls.cert →
+// SYNOD_TLS_CERT, datasets.patients.csv → SYNOD_DATASETS_PATIENTS_CSV for a
+// dataset named in the file), and by a command-line flag of the same name as
+// the key, with '-' accepted for '_' (--data-dir or --data_dir, --tls.cert).
+// Precedence: flag, environment, file, default.
+//
+// Relative paths in the file (and defaults) are resolved against the
+// directory of the configuration file; relative paths given by a flag or an
+// environment variable are resolved against the working directory.
+//
+// Dataset names, like every viper key, are case-insensitive and normalised to
+// lower case.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+)
+
+// EnvPrefix is the prefix of environment variables overriding keys.
+const EnvPrefix = "SYNOD"
+
+// Defaults.
+const (
+	DefaultPassphraseEnv  = "SYNOD_PASSPHRASE"
+	DefaultLogLevel       = "info"
+	DefaultLogFormat      = "text"
+	DefaultPeerTimeout    = 10 * time.Second
+	DefaultSessionTimeout = 10 * time.Minute
+	DefaultDataDir        = "data"
+)
+
+// TLSFiles names the PEM files of a member's mutual-TLS setup.
+type TLSFiles struct {
+	CA   string `mapstructure:"ca" yaml:"ca"`
+	Cert string `mapstructure:"cert" yaml:"cert"`
+	Key  string `mapstructure:"key" yaml:"key"`
+}
+
+// IdentityFiles names the member's sealed identity key.
+type IdentityFiles struct {
+	KeyFile string `mapstructure:"key_file" yaml:"key_file"`
+}
+
+// KeystoreSource says where the passphrase of the sealed secrets comes from:
+// the environment variable PassphraseEnv if set and non-empty, otherwise the
+// file PassphraseFile (see keystore.Passphrase).
+type KeystoreSource struct {
+	PassphraseEnv  string `mapstructure:"passphrase_env" yaml:"passphrase_env"`
+	PassphraseFile string `mapstructure:"passphrase_file" yaml:"passphrase_file,omitempty"`
+}
+
+// Dataset is a local data source.
+type Dataset struct {
+	CSV string `mapstructure:"csv" yaml:"csv"`
+}
+
+// Logging configures logs: Level is debug, info, warn or error; Format is
+// text or json.
+type Logging struct {
+	Level  string `mapstructure:"level" yaml:"level"`
+	Format string `mapstructure:"format" yaml:"format"`
+}
+
+// Timeouts bounds waiting for a peer and for a whole session.
+type Timeouts struct {
+	Peer    time.Duration `mapstructure:"peer" yaml:"peer"`
+	Session time.Duration `mapstructure:"session" yaml:"session"`
+}
+
+// Party is a party node's configuration.
+type Party struct {
+	ID         string             `mapstructure:"id" yaml:"id"`
+	Listen     string             `mapstructure:"listen" yaml:"listen"`
+	DataDir    string             `mapstructure:"data_dir" yaml:"data_dir"`
+	Consortium string             `mapstructure:"consortium" yaml:"consortium"`
+	TLS        TLSFiles           `mapstructure:"tls" yaml:"tls"`
+	Identity   IdentityFiles      `mapstructure:"identity" yaml:"identity"`
+	Keystore   KeystoreSource     `mapstructure:"keystore" yaml:"keystore"`
+	Datasets   map[string]Dataset `mapstructure:"datasets" yaml:"datasets,omitempty"`
+	Log        Logging            `mapstructure:"log" yaml:"log"`
+	Timeouts   Timeouts           `mapstructure:"timeouts" yaml:"timeouts"`
+
+	path string
+}
+
+// Path returns the configuration file the party was loaded from ("" if it
+// was not loaded by LoadParty).
+func (p *Party) Path() string { return p.path }
+
+// Analyst is an analyst client's configuration.
+type Analyst struct {
+	ID         string         `mapstructure:"id" yaml:"id"`
+	Node       string         `mapstructure:"node" yaml:"node"`       // host:port of the node to talk to
+	NodeID     string         `mapstructure:"node_id" yaml:"node_id"` // that node's party id, checked against its certificate
+	DataDir    string         `mapstructure:"data_dir" yaml:"data_dir"`
+	Consortium string         `mapstructure:"consortium" yaml:"consortium"`
+	TLS        TLSFiles       `mapstructure:"tls" yaml:"tls"`
+	Identity   IdentityFiles  `mapstructure:"identity" yaml:"identity"`
+	Keystore   KeystoreSource `mapstructure:"keystore" yaml:"keystore"`
+
+	path string
+}
+
+// Path returns the configuration file the analyst was loaded from ("" if it
+// was not loaded by LoadAnalyst).
+func (a *Analyst) Path() string { return a.path }
+
+// schema lists the keys of a configuration kind: scalar keys with their
+// defaults (nil = no default), which of them are paths, and the sections.
+type schema struct {
+	kind     string
+	defaults map[string]any
+	paths    []string
+	sections map[string]bool // top-level keys that hold maps
+	open     map[string]bool // sections whose sub-keys are names (datasets)
+}
+
+var partySchema = schema{
+	kind: "party",
+	defaults: map[string]any{
+		"id": nil, "listen": nil, "data_dir": DefaultDataDir, "consortium": nil,
+		"tls.ca": nil, "tls.cert": nil, "tls.key": nil,
+		"identity.key_file":        nil,
+		"keystore.passphrase_env":  DefaultPassphraseEnv,
+		"keystore.passphrase_file": nil,
+		"log.level":                DefaultLogLevel,
+		"log.format":               DefaultLogFormat,
+		"timeouts.peer":            DefaultPeerTimeout,
+		"timeouts.session":         DefaultSessionTimeout,
+	},
+	paths:    []string{"data_dir", "consortium", "tls.ca", "tls.cert", "tls.key", "identity.key_file", "keystore.passphrase_file"},
+	sections: map[string]bool{"tls": true, "identity": true, "keystore": true, "log": true, "timeouts": true, "datasets": true},
+	open:     map[string]bool{"datasets": true},
+}
+
+var analystSchema = schema{
+	kind: "analyst",
+	defaults: map[string]any{
+		"id": nil, "node": nil, "node_id": nil, "data_dir": DefaultDataDir, "consortium": nil,
+		"tls.ca": nil, "tls.cert": nil, "tls.key": nil,
+		"identity.key_file":        nil,
+		"keystore.passphrase_env":  DefaultPassphraseEnv,
+		"keystore.passphrase_file": nil,
+	},
+	paths:    []string{"data_dir", "consortium", "tls.ca", "tls.cert", "tls.key", "identity.key_file", "keystore.passphrase_file"},
+	sections: map[string]bool{"tls": true, "identity": true, "keystore": true},
+}
+
+// datasetKeys are the keys allowed inside datasets.<name>.
+var datasetKeys = map[string]bool{"csv": true}
+
+// EnvName returns the environment variable that overrides key.
+func EnvName(key string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+type loader struct {
+	path  string // as given, for messages
+	dir   string // absolute directory of the file
+	v     *viper.Viper
+	flags map[string]*pflag.Flag // key -> changed flag
+}
+
+func newLoader(path string, flags *pflag.FlagSet, s schema) (*loader, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%s config: no configuration file given", s.kind)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	l := &loader{path: path, dir: filepath.Dir(abs), v: viper.New(), flags: map[string]*pflag.Flag{}}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, fmt.Errorf("config %s: not valid YAML: %w", path, err)
+	}
+	if err := checkKeys(path, doc, s); err != nil {
+		return nil, err
+	}
+	v := l.v
+	v.SetConfigFile(path)
+	v.SetConfigType("yaml")
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	for k, d := range s.defaults {
+		if d != nil {
+			v.SetDefault(k, d)
+		}
+		if err := v.BindEnv(k); err != nil {
+			return nil, fmt.Errorf("config %s: key %q: %w", path, k, err)
+		}
+	}
+	if err := v.ReadInConfig(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if s.open["datasets"] {
+		if ds, ok := doc["datasets"].(map[string]any); ok {
+			for name := range ds {
+				k := "datasets." + strings.ToLower(name) + ".csv"
+				if err := v.BindEnv(k); err != nil {
+					return nil, fmt.Errorf("config %s: key %q: %w", path, k, err)
+				}
+			}
+		}
+	}
+	if flags != nil {
+		var ferr error
+		flags.VisitAll(func(f *pflag.Flag) {
+			key := strings.ReplaceAll(f.Name, "-", "_")
+			if _, known := s.defaults[key]; !known && !isDatasetKey(key, s) {
+				return // a flag for something else (--config, --verbose...)
+			}
+			if err := v.BindPFlag(key, f); err != nil && ferr == nil {
+				ferr = fmt.Errorf("config %s: flag --%s: %w", path, f.Name, err)
+			}
+			if f.Changed {
+				l.flags[key] = f
+			}
+		})
+		if ferr != nil {
+			return nil, ferr
+		}
+	}
+	return l, nil
+}
+
+func isDatasetKey(key string, s schema) bool {
+	if !s.open["datasets"] {
+		return false
+	}
+	parts := strings.Split(key, ".")
+	return len(parts) == 3 && parts[0] == "datasets" && datasetKeys[parts[2]]
+}
+
+// checkKeys rejects keys of the file that the schema does not know.
+func checkKeys(path string, doc map[string]any, s schema) error {
+	known := map[string]bool{}
+	for k := range s.defaults {
+		known[k] = true
+	}
+	var unknown []string
+	for top, val := range doc {
+		t := strings.ToLower(top)
+		if !s.sections[t] {
+			if !known[t] {
+				unknown = append(unknown, top)
+			}
+			continue
+		}
+		if val == nil {
+			continue
+		}
+		m, ok := val.(map[string]any)
+		if !ok {
+			return fmt.Errorf("config %s: key %q must be a mapping, got %T", path, top, val)
+		}
+		for sub, sv := range m {
+			if s.open[t] {
+				dm, ok := sv.(map[string]any)
+				if !ok {
+					return fmt.Errorf("config %s: key %q must be a mapping, got %T", path, top+"."+sub, sv)
+				}
+				for dk := range dm {
+					if !datasetKeys[strings.ToLower(dk)] {
+						unknown = append(unknown, top+"."+sub+"."+dk)
+					}
+				}
+				continue
+			}
+			if !known[t+"."+strings.ToLower(sub)] {
+				unknown = append(unknown, top+"."+sub)
+			}
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return fmt.Errorf("config %s: unknown key(s) %s (known: %s)", path, strings.Join(unknown, ", "), strings.Join(knownList(s), ", "))
+	}
+	return nil
+}
+
+func knownList(s schema) []string {
+	var ks []string
+	for k := range s.defaults {
+		ks = append(ks, k)
+	}
+	if s.open["datasets"] {
+		ks = append(ks, "datasets.<name>.csv")
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// source describes where the value of key comes from, for messages and for
+// deciding how to resolve a relative path.
+func (l *loader) source(key string) (desc string, fromFile bool) {
+	if f, ok := l.flags[key]; ok {
+		return "flag --" + f.Name, false
+	}
+	if os.Getenv(EnvName(key)) != "" {
+		return "environment " + EnvName(key), false
+	}
+	if l.v.InConfig(key) {
+		return "file", true
+	}
+	return "default", true
+}
+
+func (l *loader) errf(key, format string, a ...any) error {
+	src, _ := l.source(key)
+	return fmt.Errorf("config %s: key %q (from %s): %s", l.path, key, src, fmt.Sprintf(format, a...))
+}
+
+// resolve makes a relative path from the file (or a default) relative to the
+// file's directory.
+func (l *loader) resolve(key, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	if _, fromFile := l.source(key); fromFile {
+		return filepath.Join(l.dir, p)
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
+}
+
+func (l *loader) required(key, val string) error {
+	if strings.TrimSpace(val) == "" {
+		return fmt.Errorf("config %s: missing required key %q (set it in the file, with %s, or with --%s)", l.path, key, EnvName(key), key)
+	}
+	return nil
+}
+
+func (l *loader) existingFile(key, val string) error {
+	if err := l.required(key, val); err != nil {
+		return err
+	}
+	st, err := os.Stat(val)
+	if err != nil {
+		return l.errf(key, "file %s: %v", val, errors.Unwrap(err))
+	}
+	if st.IsDir() {
+		return l.errf(key, "%s is a directory, want a file", val)
+	}
+	return nil
+}
+
+func (l *loader) hostPort(key, val string) error {
+	if err := l.required(key, val); err != nil {
+		return err
+	}
+	_, port, err := net.SplitHostPort(val)
+	if err != nil {
+		return l.errf(key, "%q is not host:port: %v", val, err)
+	}
+	if port == "" {
+		return l.errf(key, "%q has no port", val)
+	}
+	return nil
+}
+
+func (l *loader) unmarshal(out any) error {
+	if err := l.v.Unmarshal(out); err != nil {
+		return fmt.Errorf("config %s: %w", l.path, err)
+	}
+	return nil
+}
+
+func (l *loader) common(id *string, dataDir, consortium *string, t *TLSFiles, idf *IdentityFiles, ks *KeystoreSource) error {
+	*dataDir = l.resolve("data_dir", *dataDir)
+	*consortium = l.resolve("consortium", *consortium)
+	t.CA = l.resolve("tls.ca", t.CA)
+	t.Cert = l.resolve("tls.cert", t.Cert)
+	t.Key = l.resolve("tls.key", t.Key)
+	idf.KeyFile = l.resolve("identity.key_file", idf.KeyFile)
+	ks.PassphraseFile = l.resolve("keystore.passphrase_file", ks.PassphraseFile)
+
+	if err := l.required("id", *id); err != nil {
+		return err
+	}
+	if strings.ContainsAny(*id, " \t\n/\\") {
+		return l.errf("id", "%q contains whitespace or a path separator", *id)
+	}
+	if err := l.existingFile("consortium", *consortium); err != nil {
+		return err
+	}
+	if err := l.existingFile("tls.ca", t.CA); err != nil {
+		return err
+	}
+	if err := l.existingFile("tls.cert", t.Cert); err != nil {
+		return err
+	}
+	if err := l.existingFile("tls.key", t.Key); err != nil {
+		return err
+	}
+	if err := l.required("identity.key_file", idf.KeyFile); err != nil {
+		return err
+	}
+	if err := l.required("data_dir", *dataDir); err != nil {
+		return err
+	}
+	if ks.PassphraseEnv == "" && ks.PassphraseFile == "" {
+		return fmt.Errorf("config %s: keys %q and %q are both empty: no source for the keystore passphrase", l.path, "keystore.passphrase_env", "keystore.passphrase_file")
+	}
+	return nil
+}
+
+// LoadParty reads a party configuration file, applies SYNOD_* environment
+// variables and the flags of flags (may be nil), resolves relative paths and
+// validates the result.
+func LoadParty(path string, flags *pflag.FlagSet) (*Party, error) {
+	l, err := newLoader(path, flags, partySchema)
+	if err != nil {
+		return nil, err
+	}
+	p := Party{path: path}
+	if err := l.unmarshal(&p); err != nil {
+		return nil, err
+	}
+	if err := l.common(&p.ID, &p.DataDir, &p.Consortium, &p.TLS, &p.Identity, &p.Keystore); err != nil {
+		return nil, err
+	}
+	if err := l.hostPort("listen", p.Listen); err != nil {
+		return nil, err
+	}
+	for name, d := range p.Datasets {
+		key := "datasets." + name + ".csv"
+		d.CSV = l.resolve(key, d.CSV)
+		if d.CSV == "" {
+			return nil, fmt.Errorf("config %s: dataset %q: missing key %q", path, name, key)
+		}
+		p.Datasets[name] = d
+	}
+	switch p.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return nil, l.errf("log.level", "%q is not one of debug, info, warn, error", p.Log.Level)
+	}
+	switch p.Log.Format {
+	case "text", "json":
+	default:
+		return nil, l.errf("log.format", "%q is not one of text, json", p.Log.Format)
+	}
+	if p.Timeouts.Peer <= 0 {
+		return nil, l.errf("timeouts.peer", "%v must be positive", p.Timeouts.Peer)
+	}
+	if p.Timeouts.Session <= 0 {
+		return nil, l.errf("timeouts.session", "%v must be positive", p.Timeouts.Session)
+	}
+	return &p, nil
+}
+
+// LoadAnalyst reads an analyst configuration file like LoadParty.
+func LoadAnalyst(path string, flags *pflag.FlagSet) (*Analyst, error) {
+	l, err := newLoader(path, flags, analystSchema)
+	if err != nil {
+		return nil, err
+	}
+	a := Analyst{path: path}
+	if err := l.unmarshal(&a); err != nil {
+		return nil, err
+	}
+	if err := l.common(&a.ID, &a.DataDir, &a.Consortium, &a.TLS, &a.Identity, &a.Keystore); err != nil {
+		return nil, err
+	}
+	if err := l.hostPort("node", a.Node); err != nil {
+		return nil, err
+	}
+	if err := l.required("node_id", a.NodeID); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+func save(path string, v any) error {
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("config %s: encoding: %w", path, err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// SaveParty writes p as YAML to path, paths as they are in p (so relative
+// paths stay relative to the file's directory).
+func SaveParty(path string, p *Party) error { return save(path, p) }
+
+// SaveAnalyst writes a as YAML to path, paths as they are in a.
+func SaveAnalyst(path string, a *Analyst) error { return save(path, a) }
+
+// DefaultParty returns a party configuration with the defaults filled in.
+func DefaultParty() Party {
+	return Party{
+		DataDir:  DefaultDataDir,
+		Keystore: KeystoreSource{PassphraseEnv: DefaultPassphraseEnv},
+		Log:      Logging{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Timeouts: Timeouts{Peer: DefaultPeerTimeout, Session: DefaultSessionTimeout},
+	}
+}

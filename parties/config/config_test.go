@@ -1,0 +1,219 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// setup writes a party config and the files it names into a temporary
+// directory and returns the config path.
+func setup(t *testing.T, yaml string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"consortium.yaml", "ca.pem", "p1/tls.pem", "p1/tls-key.pem", "other.pem", "p1/patients.csv"} {
+		p := filepath.Join(dir, f)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(dir, "party-1.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const good = `
+id: party-1
+listen: 127.0.0.1:7401
+consortium: consortium.yaml
+data_dir: p1/data
+tls:
+  ca: ca.pem
+  cert: p1/tls.pem
+  key: p1/tls-key.pem
+identity:
+  key_file: p1/identity.key
+keystore:
+  passphrase_file: secrets/party-1.pass
+datasets:
+  patients:
+    csv: p1/patients.csv
+timeouts:
+  peer: 3s
+`
+
+func TestLoadParty(t *testing.T) {
+	path := setup(t, good)
+	dir := filepath.Dir(path)
+	p, err := LoadParty(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		p.Consortium:               filepath.Join(dir, "consortium.yaml"),
+		p.TLS.Cert:                 filepath.Join(dir, "p1/tls.pem"),
+		p.DataDir:                  filepath.Join(dir, "p1/data"),
+		p.Identity.KeyFile:         filepath.Join(dir, "p1/identity.key"),
+		p.Keystore.PassphraseFile:  filepath.Join(dir, "secrets/party-1.pass"),
+		p.Datasets["patients"].CSV: filepath.Join(dir, "p1/patients.csv"),
+	}
+	for got, w := range want {
+		if got != w {
+			t.Errorf("resolved %q, want %q", got, w)
+		}
+	}
+	if p.ID != "party-1" || p.Listen != "127.0.0.1:7401" || p.Path() != path {
+		t.Fatalf("%+v", p)
+	}
+	if p.Keystore.PassphraseEnv != "SYNOD_PASSPHRASE" || p.Log.Level != "info" || p.Log.Format != "text" {
+		t.Fatalf("defaults: %+v", p)
+	}
+	if p.Timeouts.Peer != 3*time.Second || p.Timeouts.Session != 10*time.Minute {
+		t.Fatalf("timeouts %+v", p.Timeouts)
+	}
+}
+
+func TestEnvOverride(t *testing.T) {
+	path := setup(t, good)
+	dir := filepath.Dir(path)
+	t.Setenv("SYNOD_LISTEN", "0.0.0.0:9000")
+	t.Setenv("SYNOD_TLS_CERT", filepath.Join(dir, "other.pem"))
+	t.Setenv("SYNOD_LOG_LEVEL", "debug")
+	t.Setenv("SYNOD_TIMEOUTS_SESSION", "1m")
+	t.Setenv("SYNOD_DATASETS_PATIENTS_CSV", filepath.Join(dir, "other.pem"))
+	p, err := LoadParty(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Listen != "0.0.0.0:9000" || p.TLS.Cert != filepath.Join(dir, "other.pem") || p.Log.Level != "debug" || p.Timeouts.Session != time.Minute {
+		t.Fatalf("env not applied: %+v", p)
+	}
+	if p.Datasets["patients"].CSV != filepath.Join(dir, "other.pem") {
+		t.Fatalf("dataset env not applied: %+v", p.Datasets)
+	}
+	// a relative path from the environment is relative to the working directory
+	t.Setenv("SYNOD_TLS_CERT", "does-not-exist.pem")
+	_, err = LoadParty(path, nil)
+	if err == nil || !strings.Contains(err.Error(), `"tls.cert"`) || !strings.Contains(err.Error(), "SYNOD_TLS_CERT") {
+		t.Fatalf("want error naming tls.cert and its env source, got %v", err)
+	}
+}
+
+func TestFlagOverride(t *testing.T) {
+	path := setup(t, good)
+	fs := pflag.NewFlagSet("mpcnode", pflag.ContinueOnError)
+	fs.String("listen", "", "")
+	fs.String("log-level", "", "") // not a key: log.level has a dot
+	fs.String("log.format", "", "")
+	fs.String("config", "", "") // unrelated flag
+	fs.Duration("timeouts.peer", time.Second, "")
+	if err := fs.Parse([]string{"--listen", "127.0.0.1:1", "--log.format", "json"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SYNOD_LISTEN", "0.0.0.0:9000")
+	p, err := LoadParty(path, fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Listen != "127.0.0.1:1" || p.Log.Format != "json" {
+		t.Fatalf("flags not applied: %+v", p)
+	}
+	if p.Timeouts.Peer != 3*time.Second {
+		t.Fatalf("unchanged flag default overrode the file: %v", p.Timeouts.Peer)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"missing id", strings.Replace(good, "id: party-1", "", 1), []string{`missing required key "id"`, "party-1.yaml"}},
+		{"missing listen", strings.Replace(good, "listen: 127.0.0.1:7401", "", 1), []string{`"listen"`}},
+		{"bad listen", strings.Replace(good, "127.0.0.1:7401", "nowhere", 1), []string{`"listen"`, "host:port"}},
+		{"missing consortium", strings.Replace(good, "consortium: consortium.yaml", "", 1), []string{`"consortium"`}},
+		{"consortium file absent", strings.Replace(good, "consortium: consortium.yaml", "consortium: nope.yaml", 1), []string{`"consortium"`, "nope.yaml", "no such file"}},
+		{"tls key absent", strings.Replace(good, "key: p1/tls-key.pem", "key: p1/missing.pem", 1), []string{`"tls.key"`, "missing.pem"}},
+		{"unknown top", good + "colour: blue\npolicy: {}\n", []string{"unknown key(s) colour, policy"}},
+		{"unknown nested", strings.Replace(good, "  ca: ca.pem", "  ca: ca.pem\n  ciphers: all", 1), []string{"tls.ciphers"}},
+		{"unknown dataset key", strings.Replace(good, "    csv: p1/patients.csv", "    csv: p1/patients.csv\n    sql: x", 1), []string{"datasets.patients.sql"}},
+		{"bad level", good + "log:\n  level: loud\n", []string{`"log.level"`, "loud"}},
+		{"bad yaml", "id: [", []string{"not valid YAML"}},
+		{"bad timeout", strings.Replace(good, "peer: 3s", "peer: -1s", 1), []string{`"timeouts.peer"`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := LoadParty(setup(t, c.yaml), nil)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	if _, err := LoadParty(filepath.Join(t.TempDir(), "absent.yaml"), nil); err == nil || !strings.Contains(err.Error(), "absent.yaml") {
+		t.Fatalf("absent file: %v", err)
+	}
+}
+
+func TestAnalyst(t *testing.T) {
+	path := setup(t, `
+id: analyst
+node: 127.0.0.1:7401
+node_id: party-1
+consortium: consortium.yaml
+tls: {ca: ca.pem, cert: p1/tls.pem, key: p1/tls-key.pem}
+identity: {key_file: analyst/identity.key}
+keystore: {passphrase_file: secrets/analyst.pass}
+`)
+	a, err := LoadAnalyst(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(path)
+	if a.Node != "127.0.0.1:7401" || a.NodeID != "party-1" || a.TLS.CA != filepath.Join(dir, "ca.pem") || a.DataDir != filepath.Join(dir, "data") {
+		t.Fatalf("%+v", a)
+	}
+	t.Setenv("SYNOD_NODE", "127.0.0.1:7402")
+	t.Setenv("SYNOD_NODE_ID", "party-2")
+	a, err = LoadAnalyst(path, nil)
+	if err != nil || a.Node != "127.0.0.1:7402" || a.NodeID != "party-2" {
+		t.Fatalf("%+v %v", a, err)
+	}
+	t.Setenv("SYNOD_NODE_ID", "")
+	bad := setup(t, "id: analyst\nnode: 127.0.0.1:7401\nlisten: x\n")
+	if _, err := LoadAnalyst(bad, nil); err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("analyst with listen: %v", err)
+	}
+}
+
+func TestSaveRoundTrip(t *testing.T) {
+	path := setup(t, good)
+	dir := filepath.Dir(path)
+	p := DefaultParty()
+	p.ID, p.Listen, p.Consortium = "party-1", "127.0.0.1:7401", "consortium.yaml"
+	p.TLS = TLSFiles{CA: "ca.pem", Cert: "p1/tls.pem", Key: "p1/tls-key.pem"}
+	p.Identity.KeyFile = "p1/identity.key"
+	p.Datasets = map[string]Dataset{"patients": {CSV: "p1/patients.csv"}}
+	out := filepath.Join(dir, "saved.yaml")
+	if err := SaveParty(out, &p); err != nil {
+		t.Fatal(err)
+	}
+	q, err := LoadParty(out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Timeouts != p.Timeouts || q.TLS.CA != filepath.Join(dir, "ca.pem") || q.Datasets["patients"].CSV != filepath.Join(dir, "p1/patients.csv") {
+		t.Fatalf("%+v", q)
+	}
+}

@@ -1,0 +1,311 @@
+package consortium
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/synod-mpc/synod/parties/config"
+	"github.com/synod-mpc/synod/parties/identity"
+	"github.com/synod-mpc/synod/parties/keystore"
+	"github.com/synod-mpc/synod/parties/pki"
+)
+
+// File names written by Init, relative to InitOptions.Dir.
+const (
+	FileName       = "consortium.yaml"
+	CACertFile     = "ca.pem"
+	SecretsDir     = "secrets"
+	CAKeyFile      = "secrets/ca-key.pem"
+	IdentityLabel  = "identity" // keystore label of identity keys
+	DefaultName    = "synod"
+	DefaultHost    = "127.0.0.1"
+	DefaultPort    = 7401
+	DefaultAnalyst = "analyst"
+)
+
+// InitOptions describes a consortium to create with Init.
+type InitOptions struct {
+	Dir       string
+	Name      string // consortium name; default "synod"
+	Parties   int
+	Threshold int
+	Host      string // default 127.0.0.1
+	BasePort  int    // default 7401: party i listens on BasePort+i-1
+	Analysts  []string
+	// Parameters names the engine parameter set; default "ckks-n14".
+	Parameters string
+	// Datasets maps dataset name -> party id -> CSV path written into that
+	// party's config. A relative path is taken relative to the working
+	// directory and written relative to Dir. May be nil.
+	Datasets map[string]map[string]string
+}
+
+// Init creates a complete consortium in opts.Dir:
+//
+//	ca.pem, secrets/ca-key.pem (0600)
+//	consortium.yaml
+//	party-i.yaml, party-i/{tls.pem, tls-key.pem, identity.key, data/}, secrets/party-i.pass
+//	<analyst>.yaml, <analyst>/{tls.pem, tls-key.pem, identity.key, data/}, secrets/<analyst>.pass
+//
+// Party i is "party-i" listening on Host:BasePort+i-1; an analyst's config
+// points at party-1. Identity keys are sealed with keystore under label
+// "identity" and a random passphrase stored in the secrets directory. Paths
+// inside the configs are relative to the config files. Init refuses to
+// overwrite an existing consortium.yaml.
+func Init(opts InitOptions) error {
+	if opts.Dir == "" {
+		return errors.New("consortium init: no directory given")
+	}
+	if opts.Parties < 1 {
+		return fmt.Errorf("consortium init: parties: %d, want at least 1", opts.Parties)
+	}
+	if opts.Threshold < 1 || opts.Threshold > opts.Parties {
+		return fmt.Errorf("consortium init: threshold: %d, want 1 <= threshold <= %d (the number of parties)", opts.Threshold, opts.Parties)
+	}
+	if opts.Name == "" {
+		opts.Name = DefaultName
+	}
+	if opts.Host == "" {
+		opts.Host = DefaultHost
+	}
+	if opts.BasePort == 0 {
+		opts.BasePort = DefaultPort
+	}
+	if opts.BasePort < 1 || opts.BasePort+opts.Parties-1 > 65535 {
+		return fmt.Errorf("consortium init: base port %d: ports %d-%d out of range", opts.BasePort, opts.BasePort, opts.BasePort+opts.Parties-1)
+	}
+	if opts.Analysts == nil {
+		opts.Analysts = []string{DefaultAnalyst}
+	}
+	if opts.Parameters == "" {
+		opts.Parameters = DefaultParameters
+	}
+	partyIDs := make([]string, opts.Parties)
+	isParty := map[string]bool{}
+	for i := range partyIDs {
+		partyIDs[i] = "party-" + strconv.Itoa(i+1)
+		isParty[partyIDs[i]] = true
+	}
+	seen := map[string]bool{}
+	for _, a := range opts.Analysts {
+		if err := pki.ValidID(a); err != nil {
+			return fmt.Errorf("consortium init: analyst: %w", err)
+		}
+		if isParty[a] || seen[a] || a == SecretsDir {
+			return fmt.Errorf("consortium init: analyst %q: name already used", a)
+		}
+		seen[a] = true
+	}
+	for ds, byParty := range opts.Datasets {
+		for pid := range byParty {
+			if !isParty[pid] {
+				return fmt.Errorf("consortium init: dataset %q: no party %q (parties are party-1..party-%d)", ds, pid, opts.Parties)
+			}
+		}
+	}
+	absDir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return fmt.Errorf("consortium init: %w", err)
+	}
+	consPath := filepath.Join(opts.Dir, FileName)
+	if _, err := os.Stat(consPath); err == nil {
+		return fmt.Errorf("consortium init: %s already exists; refusing to overwrite it", consPath)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("consortium init: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(opts.Dir, SecretsDir), 0o700); err != nil {
+		return fmt.Errorf("consortium init: %w", err)
+	}
+
+	caCert, caKey, err := pki.NewCA(opts.Name)
+	if err != nil {
+		return fmt.Errorf("consortium init: %w", err)
+	}
+	if err := writeFile(filepath.Join(opts.Dir, CACertFile), caCert, 0o644); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(opts.Dir, CAKeyFile), caKey, 0o600); err != nil {
+		return err
+	}
+
+	c := &Consortium{Name: opts.Name, Threshold: opts.Threshold, Parameters: opts.Parameters, CACert: string(caCert)}
+	addr := func(i int) string { return net.JoinHostPort(opts.Host, strconv.Itoa(opts.BasePort+i)) }
+
+	// Members are created concurrently: sealing each identity key costs a
+	// deliberately slow scrypt derivation (32 MiB each, so at most 4 at once).
+	type made1 struct {
+		m     Member
+		files memberFiles
+		err   error
+	}
+	all := append(append([]string(nil), partyIDs...), opts.Analysts...)
+	made := make([]made1, len(all))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i, id := range all {
+		role, hosts := pki.RoleParty, []string{opts.Host}
+		if i >= len(partyIDs) {
+			role, hosts = pki.RoleAnalyst, nil
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			m, f, err := newMember(opts.Dir, id, role, hosts, caCert, caKey)
+			made[i] = made1{m, f, err}
+		}()
+	}
+	wg.Wait()
+	for _, r := range made {
+		if r.err != nil {
+			return r.err
+		}
+	}
+
+	for i, id := range partyIDs {
+		m, files := made[i].m, made[i].files
+		m.Address = addr(i)
+		c.Members = append(c.Members, m)
+		p := config.DefaultParty()
+		p.ID, p.Listen, p.Consortium = id, m.Address, FileName
+		p.DataDir = id + "/data"
+		p.TLS = files.tls
+		p.Identity.KeyFile = files.identity
+		p.Keystore.PassphraseFile = files.passphrase
+		names := make([]string, 0, len(opts.Datasets))
+		for ds := range opts.Datasets {
+			names = append(names, ds)
+		}
+		sort.Strings(names)
+		for _, ds := range names {
+			csv, ok := opts.Datasets[ds][id]
+			if !ok {
+				continue
+			}
+			if p.Datasets == nil {
+				p.Datasets = map[string]config.Dataset{}
+			}
+			p.Datasets[ds] = config.Dataset{CSV: relTo(absDir, csv)}
+		}
+		if err := config.SaveParty(filepath.Join(opts.Dir, id+".yaml"), &p); err != nil {
+			return fmt.Errorf("consortium init: %w", err)
+		}
+	}
+	for j, id := range opts.Analysts {
+		m, files := made[len(partyIDs)+j].m, made[len(partyIDs)+j].files
+		c.Members = append(c.Members, m)
+		a := config.Analyst{
+			ID: id, Node: addr(0), NodeID: partyIDs[0], Consortium: FileName, DataDir: id + "/data",
+			TLS: files.tls, Identity: config.IdentityFiles{KeyFile: files.identity},
+			Keystore: config.KeystoreSource{PassphraseEnv: config.DefaultPassphraseEnv, PassphraseFile: files.passphrase},
+		}
+		if err := config.SaveAnalyst(filepath.Join(opts.Dir, id+".yaml"), &a); err != nil {
+			return fmt.Errorf("consortium init: %w", err)
+		}
+	}
+	b, err := c.marshal()
+	if err != nil {
+		return fmt.Errorf("consortium init: generated consortium is invalid: %w", err)
+	}
+	f, err := os.OpenFile(consPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("consortium init: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("consortium init: %s: %w", consPath, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("consortium init: %s: %w", consPath, err)
+	}
+	return nil
+}
+
+// memberFiles are a member's file paths, relative to the consortium dir.
+type memberFiles struct {
+	tls        config.TLSFiles
+	identity   string
+	passphrase string
+}
+
+func newMember(dir, id string, role pki.Role, hosts []string, caCert, caKey []byte) (Member, memberFiles, error) {
+	fail := func(err error) (Member, memberFiles, error) {
+		return Member{}, memberFiles{}, fmt.Errorf("consortium init: %s %q: %w", role, id, err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, id, "data"), 0o700); err != nil {
+		return fail(err)
+	}
+	cert, key, err := pki.Issue(caCert, caKey, id, role, hosts)
+	if err != nil {
+		return fail(err)
+	}
+	fp, err := pki.Fingerprint(cert)
+	if err != nil {
+		return fail(err)
+	}
+	files := memberFiles{
+		tls:        config.TLSFiles{CA: CACertFile, Cert: id + "/tls.pem", Key: id + "/tls-key.pem"},
+		identity:   id + "/identity.key",
+		passphrase: SecretsDir + "/" + id + ".pass",
+	}
+	if err := writeFile(filepath.Join(dir, files.tls.Cert), cert, 0o644); err != nil {
+		return fail(err)
+	}
+	if err := writeFile(filepath.Join(dir, files.tls.Key), key, 0o600); err != nil {
+		return fail(err)
+	}
+	ident, err := identity.Generate(id)
+	if err != nil {
+		return fail(err)
+	}
+	secret, err := ident.MarshalSecret()
+	if err != nil {
+		return fail(err)
+	}
+	raw := make([]byte, 24)
+	if _, err := rand.Read(raw); err != nil {
+		return fail(err)
+	}
+	pass := []byte(hex.EncodeToString(raw))
+	if err := writeFile(filepath.Join(dir, files.passphrase), append(pass, '\n'), 0o600); err != nil {
+		return fail(err)
+	}
+	if err := keystore.WriteFile(filepath.Join(dir, files.identity), pass, secret, IdentityLabel); err != nil {
+		return fail(err)
+	}
+	return Member{ID: id, Role: role, IdentityKey: identity.EncodePublic(ident.Public), CertFingerprint: fp}, files, nil
+}
+
+func writeFile(path string, b []byte, mode os.FileMode) error {
+	if err := os.WriteFile(path, b, mode); err != nil {
+		return fmt.Errorf("consortium init: %w", err)
+	}
+	// WriteFile keeps the mode of an existing file; enforce it.
+	if err := os.Chmod(path, mode); err != nil {
+		return fmt.Errorf("consortium init: %w", err)
+	}
+	return nil
+}
+
+// relTo expresses p (relative to the working directory, or absolute)
+// relative to dir when possible.
+func relTo(dir, p string) string {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	if r, err := filepath.Rel(dir, abs); err == nil {
+		return filepath.ToSlash(r)
+	}
+	return abs
+}

@@ -1,0 +1,85 @@
+// Package datasource reads a party's own records. A dataset is a table of
+// numeric columns; each party declares where its copy lives in its config.
+package datasource
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Table is a dataset loaded in memory, column-major.
+type Table struct {
+	Name    string
+	Columns []string
+	Values  [][]float64 // Values[c][r] is column c of row r
+	Rows    int
+}
+
+// Column returns a column's values, or an error naming the dataset's columns.
+func (t *Table) Column(name string) ([]float64, error) {
+	i := slices.Index(t.Columns, name)
+	if i < 0 {
+		return nil, fmt.Errorf("dataset %s has no column %q (columns: %s)", t.Name, name, strings.Join(t.Columns, ", "))
+	}
+	return t.Values[i], nil
+}
+
+// LoadCSV reads a CSV file whose first line names the columns and whose
+// every other cell is a finite number.
+func LoadCSV(name, path string) (*Table, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", name, err)
+	}
+	defer f.Close()
+	return ReadCSV(name, path, f)
+}
+
+// ReadCSV is LoadCSV on a reader; where names the source in errors.
+func ReadCSV(name, where string, r io.Reader) (*Table, error) {
+	cr := csv.NewReader(r)
+	cr.ReuseRecord = true
+	header, err := cr.Read()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("dataset %s: %s: empty file, expected a header line", name, where)
+		}
+		return nil, fmt.Errorf("dataset %s: %s: header: %w", name, where, err)
+	}
+	t := &Table{Name: name, Columns: make([]string, len(header)), Values: make([][]float64, len(header))}
+	for i, h := range header {
+		h = strings.TrimSpace(h)
+		if h == "" {
+			return nil, fmt.Errorf("dataset %s: %s: column %d has an empty name", name, where, i+1)
+		}
+		if slices.Contains(t.Columns[:i], h) {
+			return nil, fmt.Errorf("dataset %s: %s: column %q appears twice", name, where, h)
+		}
+		t.Columns[i] = h
+	}
+	for line := 2; ; line++ {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dataset %s: %s: %w", name, where, err)
+		}
+		for i, cell := range rec {
+			v, err := strconv.ParseFloat(strings.TrimSpace(cell), 64)
+			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("dataset %s: %s: line %d, column %q: %q is not a finite number", name, where, line, t.Columns[i], cell)
+			}
+			t.Values[i] = append(t.Values[i], v)
+		}
+		t.Rows++
+	}
+	return t, nil
+}

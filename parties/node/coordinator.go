@@ -1,0 +1,616 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"google.golang.org/protobuf/proto"
+
+	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
+	"github.com/synod-mpc/synod/engine"
+	"github.com/synod-mpc/synod/parties/query"
+	"github.com/synod-mpc/synod/parties/wire"
+	"github.com/synod-mpc/synod/protocols"
+)
+
+// coordSession is a session this node coordinates: it relays the parties'
+// protocol messages, collects what is addressed to it, records the
+// transcript and reports progress.
+type coordSession struct {
+	n            *Node
+	id           string
+	participants []string
+	events       *eventLog
+
+	inbox    chan *synodv1.Envelope // messages addressed to the coordinator
+	failures chan relayFailure      // parties the relay could not reach
+	queues   map[string]chan *synodv1.Envelope
+	ctx      context.Context
+	cancel   context.CancelFunc
+
+	mu         sync.Mutex
+	transcript [][]byte
+	stagesSeen map[string]bool
+
+	// query sessions
+	analyst string
+	spec    *synodv1.QuerySpec
+	result  *queryResult
+	err     error
+}
+
+type relayFailure struct {
+	party string
+	err   error
+}
+
+type queryResult struct {
+	meta       *synodv1.ResultMetadata
+	ciphertext []byte
+}
+
+func newSessionID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // the system's randomness failing is not recoverable
+	}
+	return hex.EncodeToString(b)
+}
+
+// newCoordSession registers a session and starts one relay queue per remote
+// participant: per-recipient FIFO order keeps every party's view causal.
+func (n *Node) newCoordSession(parent context.Context, participants []string) *coordSession {
+	ctx, cancel := context.WithTimeout(parent, n.cfg.Timeouts.Session)
+	cs := &coordSession{
+		n: n, id: newSessionID(), participants: participants, events: newEventLog(),
+		inbox: make(chan *synodv1.Envelope, 4096), failures: make(chan relayFailure, 64),
+		queues: map[string]chan *synodv1.Envelope{}, ctx: ctx, cancel: cancel, stagesSeen: map[string]bool{},
+	}
+	for _, p := range participants {
+		if p == n.cfg.ID {
+			continue
+		}
+		q := make(chan *synodv1.Envelope, 4096)
+		cs.queues[p] = q
+		go cs.relayTo(p, q)
+	}
+	n.mu.Lock()
+	n.coords[cs.id] = cs
+	n.mu.Unlock()
+	return cs
+}
+
+func (cs *coordSession) relayTo(party string, q chan *synodv1.Envelope) {
+	failed := false
+	for {
+		select {
+		case <-cs.ctx.Done():
+			return
+		case env := <-q:
+			if failed {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(cs.ctx, cs.n.cfg.Timeouts.Peer*6)
+			err := cs.n.peers.Deliver(ctx, party, env)
+			cancel()
+			if err != nil {
+				failed = true
+				select {
+				case cs.failures <- relayFailure{party, err}:
+				default:
+				}
+			}
+		}
+	}
+}
+
+func (cs *coordSession) event(stage, party, format string, args ...any) {
+	cs.events.add(&synodv1.Event{Session: cs.id, Stage: stage, Party: party, Message: fmt.Sprintf(format, args...)})
+}
+
+func (cs *coordSession) finish(err error) {
+	if err != nil {
+		cs.mu.Lock()
+		cs.err = err
+		cs.mu.Unlock()
+		cs.events.add(&synodv1.Event{Session: cs.id, Stage: "failed", Message: err.Error(), Final: true, Failed: true, Party: offenderOf(err)})
+		cs.n.log.Warn("session failed", "session", cs.id, "error", err)
+	} else {
+		cs.events.add(&synodv1.Event{Session: cs.id, Stage: "done", Message: "session complete", Final: true})
+	}
+	// Tell every participant the session is over, then stop relaying.
+	for _, p := range cs.participants {
+		_ = cs.post(p, kindSessionAbort, []byte("session over"))
+	}
+	time.AfterFunc(2*time.Second, cs.cancel)
+}
+
+// partyFault is an error attributed to one party.
+type partyFault struct {
+	party string
+	err   error
+}
+
+func (f *partyFault) Error() string { return fmt.Sprintf("party %s: %v", f.party, f.err) }
+func (f *partyFault) Unwrap() error { return f.err }
+
+func offenderOf(err error) string {
+	var f *partyFault
+	if errors.As(err, &f) {
+		return f.party
+	}
+	return ""
+}
+
+// receive takes an envelope a party sent in this session. It never blocks.
+func (cs *coordSession) receive(env *synodv1.Envelope) error {
+	if !slices.Contains(cs.participants, env.GetFrom()) {
+		return fmt.Errorf("session %s: %s is not a participant", cs.id, env.GetFrom())
+	}
+	cs.mu.Lock()
+	cs.transcript = append(cs.transcript, wire.Digest(env))
+	cs.mu.Unlock()
+	kind := env.GetKind()
+	if isControl(kind) {
+		if env.GetTo() != cs.n.cfg.ID {
+			return fmt.Errorf("session %s: %s must be addressed to the coordinator", cs.id, kind)
+		}
+		return cs.toInbox(env)
+	}
+	if !strings.HasPrefix(kind, "setup.") {
+		return fmt.Errorf("session %s: unknown message kind %q", cs.id, kind)
+	}
+	cs.observeSetup(env)
+	if kind == string(protocols.KindSetupDone) {
+		if err := cs.toInbox(env); err != nil {
+			return err
+		}
+	}
+	for _, p := range cs.recipients(env) {
+		if p == cs.n.cfg.ID {
+			if err := cs.n.partyReceive(env); err != nil {
+				cs.n.log.Warn("local delivery failed", "session", cs.id, "kind", kind, "error", err)
+			}
+			continue
+		}
+		select {
+		case cs.queues[p] <- env:
+		default:
+			return fmt.Errorf("session %s: relay queue to %s is full", cs.id, p)
+		}
+	}
+	return nil
+}
+
+func (cs *coordSession) toInbox(env *synodv1.Envelope) error {
+	select {
+	case cs.inbox <- env:
+		return nil
+	default:
+		return fmt.Errorf("session %s: coordinator inbox full", cs.id)
+	}
+}
+
+func (cs *coordSession) recipients(env *synodv1.Envelope) []string {
+	if env.GetTo() != "" {
+		if slices.Contains(cs.participants, env.GetTo()) {
+			return []string{env.GetTo()}
+		}
+		return nil
+	}
+	var out []string
+	for _, p := range cs.participants {
+		if p != env.GetFrom() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// post sends a coordinator request to one participant (possibly this node).
+func (cs *coordSession) post(to, kind string, payload []byte) error {
+	m := protocols.Message{Session: cs.id, Kind: protocols.Kind(kind), From: protocols.PartyID(cs.n.cfg.ID), To: protocols.PartyID(to), Payload: payload}
+	env, err := wire.Seal(cs.n.id, m, cs.n.seq.Add(1))
+	if err != nil {
+		return err
+	}
+	cs.mu.Lock()
+	cs.transcript = append(cs.transcript, wire.Digest(env))
+	cs.mu.Unlock()
+	if to == cs.n.cfg.ID {
+		return cs.n.partyReceive(env)
+	}
+	select {
+	case cs.queues[to] <- env:
+		return nil
+	default:
+		return fmt.Errorf("relay queue to %s is full", to)
+	}
+}
+
+var setupStages = map[protocols.Kind]string{
+	protocols.KindCRSCommit:   "crs",
+	protocols.KindCKGShare:    "public-key",
+	protocols.KindRKGRound1:   "relinearization-key",
+	protocols.KindGKGShare:    "galois-keys",
+	protocols.KindTSKShare: "threshold-sharing",
+	protocols.KindSetupDone:   "key-digests",
+}
+
+func (cs *coordSession) observeSetup(env *synodv1.Envelope) {
+	stage, ok := setupStages[protocols.Kind(env.GetKind())]
+	if !ok {
+		return
+	}
+	cs.mu.Lock()
+	seen := cs.stagesSeen[stage]
+	cs.stagesSeen[stage] = true
+	cs.mu.Unlock()
+	if !seen {
+		cs.event(stage, "", "%s", stage)
+	}
+}
+
+// pingAll asks every party whether it is up, in parallel.
+func (n *Node) pingAll(ctx context.Context) map[string]*synodv1.PingResponse {
+	type answer struct {
+		id   string
+		resp *synodv1.PingResponse
+		err  error
+	}
+	ch := make(chan answer, len(n.parties))
+	for _, p := range n.parties {
+		go func() {
+			if p == n.cfg.ID {
+				r, _ := n.Ping(ctx, nil)
+				ch <- answer{p, r, nil}
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, n.cfg.Timeouts.Peer)
+			defer cancel()
+			r, err := n.peers.Ping(cctx, p)
+			ch <- answer{p, r, err}
+		}()
+	}
+	out := map[string]*synodv1.PingResponse{}
+	for range n.parties {
+		a := <-ch
+		if a.err == nil {
+			out[a.id] = a.resp
+		} else {
+			n.log.Info("party unreachable", "peer", a.id, "error", a.err)
+		}
+	}
+	return out
+}
+
+// runSetup coordinates the consortium key generation. Every party must take part.
+func (n *Node) runSetup(ctx context.Context, paramsName string, onStart func(*coordSession)) (*coordSession, error) {
+	if paramsName == "" {
+		paramsName = n.cons.Parameters
+	}
+	params, err := engine.ParametersByName(paramsName)
+	if err != nil {
+		return nil, err
+	}
+	if st := n.keyState(); st != nil {
+		return nil, fmt.Errorf("the consortium is already set up (parameters %s, digest %x); remove the parties' setup files to start over", st.Meta.Parameters, st.Meta.Digest[:8])
+	}
+	alive := n.pingAll(ctx)
+	var missing []string
+	for _, p := range n.parties {
+		if _, ok := alive[p]; !ok {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("setup needs every party; unreachable: %s", strings.Join(missing, ", "))
+	}
+	cs := n.newCoordSession(ctx, n.parties)
+	if onStart != nil {
+		onStart(cs)
+	}
+	go cs.coordinateSetup(params)
+	return cs, nil
+}
+
+func (cs *coordSession) coordinateSetup(params engine.Parameters) {
+	n := cs.n
+	start := setupStart{Parameters: params.Name, Parties: n.parties, Threshold: n.cons.Threshold, GaloisElements: params.GaloisElements()}
+	payload, _ := json.Marshal(start)
+	cs.event("start", "", "setup of %d parties, threshold %d, parameters %s, %d Galois keys", len(n.parties), n.cons.Threshold, params.Name, len(start.GaloisElements))
+	began := time.Now()
+	for _, p := range cs.participants {
+		if err := cs.post(p, kindSetupStart, payload); err != nil {
+			cs.finish(&partyFault{p, err})
+			return
+		}
+	}
+	digests := map[string][]byte{}
+	for len(digests) < len(cs.participants) {
+		select {
+		case <-cs.ctx.Done():
+			cs.finish(fmt.Errorf("setup timed out waiting for %s", strings.Join(cs.missing(digests), ", ")))
+			return
+		case f := <-cs.failures:
+			cs.finish(&partyFault{f.party, fmt.Errorf("unreachable during setup: %w", f.err)})
+			return
+		case env := <-cs.inbox:
+			switch env.GetKind() {
+			case kindSessionError:
+				cs.finish(sessionFailure(env))
+				return
+			case string(protocols.KindSetupDone):
+				digests[env.GetFrom()] = env.GetPayload()
+			}
+		}
+	}
+	var ref []byte
+	for _, p := range cs.participants {
+		if ref == nil {
+			ref = digests[p]
+		} else if string(digests[p]) != string(ref) {
+			cs.finish(&partyFault{p, fmt.Errorf("derived different keys (digest %x, expected %x)", digests[p], ref)})
+			return
+		}
+	}
+	// Wait until every party has stored its keys, so that a query sent
+	// right after this session ends finds the consortium ready.
+	for {
+		ready := 0
+		for _, r := range n.pingAll(cs.ctx) {
+			if r.GetSetupDone() && string(r.GetSetupDigest()) == string(ref) {
+				ready++
+			}
+		}
+		if ready == len(cs.participants) {
+			break
+		}
+		select {
+		case <-cs.ctx.Done():
+			cs.finish(fmt.Errorf("setup keys derived but not stored by every party in time"))
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	cs.event("keys", "", "public key, relinearization key, %d Galois keys and t-of-N shares ready in %s (digest %x)",
+		len(start.GaloisElements), time.Since(began).Round(time.Millisecond), ref[:8])
+	cs.finish(nil)
+}
+
+func (cs *coordSession) missing(have map[string][]byte) []string {
+	var out []string
+	for _, p := range cs.participants {
+		if _, ok := have[p]; !ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func sessionFailure(env *synodv1.Envelope) error {
+	var se sessionError
+	if err := json.Unmarshal(env.GetPayload(), &se); err != nil {
+		return &partyFault{env.GetFrom(), fmt.Errorf("stopped with an unreadable error report")}
+	}
+	if se.Party != "" {
+		return &partyFault{se.Party, fmt.Errorf("reported by %s: %s", env.GetFrom(), se.Message)}
+	}
+	return &partyFault{env.GetFrom(), errors.New(se.Message)}
+}
+
+// runQuery coordinates one aggregate query for analyst.
+func (n *Node) runQuery(ctx context.Context, analyst string, spec *synodv1.QuerySpec, analystKey []byte) (*coordSession, error) {
+	st := n.keyState()
+	if st == nil {
+		return nil, fmt.Errorf("the consortium is not set up; run mpcctl setup")
+	}
+	if err := query.Validate(spec); err != nil {
+		return nil, err
+	}
+	target, err := engine.DecodePublicKey(st.Params, analystKey)
+	if err != nil {
+		return nil, fmt.Errorf("analyst public key: %w", err)
+	}
+	alive := n.pingAll(ctx)
+	var ready []string
+	for _, p := range n.parties {
+		if r, ok := alive[p]; ok && r.GetSetupDone() && string(r.GetSetupDigest()) == string(st.Meta.Digest) {
+			ready = append(ready, p)
+		}
+	}
+	if len(ready) < n.cons.Threshold {
+		return nil, fmt.Errorf("only %d of %d parties are reachable and set up (%s); the threshold is %d, so nothing can be decrypted and nothing was released",
+			len(ready), len(n.parties), strings.Join(ready, ", "), n.cons.Threshold)
+	}
+	cs := n.newCoordSession(context.Background(), ready)
+	cs.analyst, cs.spec = analyst, spec
+	go cs.coordinateQuery(st, target)
+	return cs, nil
+}
+
+func (cs *coordSession) coordinateQuery(st *keyState, target *rlwe.PublicKey) {
+	n := cs.n
+	params := st.Params
+	cs.event("parties", "", "%d of %d parties reachable: %s", len(cs.participants), len(n.parties), strings.Join(cs.participants, ", "))
+	specBytes, err := proto.MarshalOptions{Deterministic: true}.Marshal(cs.spec)
+	if err != nil {
+		cs.finish(err)
+		return
+	}
+	for _, p := range cs.participants {
+		if err := cs.post(p, kindQueryRequest, specBytes); err != nil {
+			cs.finish(&partyFault{p, err})
+			return
+		}
+	}
+	cs.event("inputs", "", "waiting for encrypted inputs")
+	inputs := map[string]*rlwe.Ciphertext{}
+	active := slices.Clone(cs.participants)
+	stageTimeout := time.After(2 * n.cfg.Timeouts.Peer)
+	for len(inputs) < len(active) {
+		select {
+		case <-cs.ctx.Done():
+			cs.finish(fmt.Errorf("query timed out"))
+			return
+		case <-stageTimeout:
+			for _, p := range slices.Clone(active) {
+				if _, ok := inputs[p]; !ok {
+					active = slices.DeleteFunc(active, func(s string) bool { return s == p })
+					cs.event("inputs", p, "%s sent no input in time; continuing without it", p)
+				}
+			}
+		case f := <-cs.failures:
+			active = slices.DeleteFunc(active, func(s string) bool { return s == f.party })
+			delete(inputs, f.party)
+			cs.event("inputs", f.party, "%s unreachable (%v); continuing without it", f.party, f.err)
+		case env := <-cs.inbox:
+			switch env.GetKind() {
+			case kindQueryInput:
+				ct, err := engine.DecodeCiphertext(params, env.GetPayload())
+				if err != nil {
+					cs.finish(&partyFault{env.GetFrom(), fmt.Errorf("malformed input ciphertext: %w", err)})
+					return
+				}
+				inputs[env.GetFrom()] = ct
+				cs.event("inputs", env.GetFrom(), "encrypted input from %s", env.GetFrom())
+			case kindQueryRefused:
+				cs.finish(&partyFault{env.GetFrom(), fmt.Errorf("refused the query: %s", env.GetPayload())})
+				return
+			case kindSessionError:
+				cs.finish(sessionFailure(env))
+				return
+			default:
+				cs.finish(&partyFault{env.GetFrom(), fmt.Errorf("unexpected %s while collecting inputs", env.GetKind())})
+				return
+			}
+		}
+	}
+	if len(active) < n.cons.Threshold {
+		cs.finish(fmt.Errorf("only %d parties remain, below the threshold %d; nothing was released", len(active), n.cons.Threshold))
+		return
+	}
+	contributors := slices.Sorted(mapsKeys(inputs))
+	cts := make([]*rlwe.Ciphertext, 0, len(contributors))
+	for _, p := range contributors {
+		cts = append(cts, inputs[p])
+	}
+	sum, err := engine.Sum(params, cts)
+	if err != nil {
+		cs.finish(fmt.Errorf("evaluate: %w", err))
+		return
+	}
+	cs.event("evaluate", "", "summed %d encrypted inputs", len(cts))
+
+	out, group, err := cs.keySwitch(params, sum, target, active)
+	if err != nil {
+		cs.finish(err)
+		return
+	}
+	ctBytes, err := out.MarshalBinary()
+	if err != nil {
+		cs.finish(err)
+		return
+	}
+	labels := query.Layout(cs.spec)
+	meta := &synodv1.ResultMetadata{Session: cs.id, Spec: cs.spec, Parameters: params.Name, Contributors: contributors,
+		KeySwitchers: group, Precision: engine.Precision(params, len(group))}
+	for _, l := range labels {
+		meta.Slots = append(meta.Slots, &synodv1.ResultSlot{Label: l})
+	}
+	cs.mu.Lock()
+	meta.Transcript = slices.Clone(cs.transcript)
+	cs.result = &queryResult{meta: meta, ciphertext: ctBytes}
+	cs.mu.Unlock()
+	cs.finish(nil)
+}
+
+// keySwitch switches ct to the analyst's key with a group of t parties,
+// restarting with a new group when a member drops out (lattigo's t-of-N
+// combination fixes the group before shares are made).
+func (cs *coordSession) keySwitch(params engine.Parameters, ct *rlwe.Ciphertext, target *rlwe.PublicKey, candidates []string) (*rlwe.Ciphertext, []string, error) {
+	t := cs.n.cons.Threshold
+	candidates = slices.Sorted(slices.Values(candidates))
+	for attempt := 1; ; attempt++ {
+		if len(candidates) < t {
+			return nil, nil, fmt.Errorf("only %d parties left for the key switch, below the threshold %d; nothing was released", len(candidates), t)
+		}
+		group := candidates[:t]
+		ids := make([]protocols.PartyID, len(group))
+		for i, p := range group {
+			ids[i] = protocols.PartyID(p)
+		}
+		req := protocols.KeySwitchRequest{Session: cs.id, Group: ids, Target: target, Ciphertext: ct}
+		payload, err := req.Marshal()
+		if err != nil {
+			return nil, nil, err
+		}
+		agg, err := protocols.NewKeySwitchAggregator(params, req)
+		if err != nil {
+			return nil, nil, err
+		}
+		cs.event("key-switch", "", "attempt %d: key switch to the analyst by %s", attempt, strings.Join(group, ", "))
+		var dropped string
+		for _, p := range group {
+			if err := cs.post(p, kindKeySwitchRequest, payload); err != nil {
+				dropped = p
+				break
+			}
+		}
+		timeout := time.After(2 * cs.n.cfg.Timeouts.Peer)
+	collect:
+		for dropped == "" {
+			select {
+			case <-cs.ctx.Done():
+				return nil, nil, fmt.Errorf("key switch timed out")
+			case <-timeout:
+				return nil, nil, fmt.Errorf("key switch: no complete set of shares in time")
+			case f := <-cs.failures:
+				if slices.Contains(group, f.party) {
+					dropped = f.party
+					break collect
+				}
+				candidates = slices.DeleteFunc(candidates, func(s string) bool { return s == f.party })
+			case env := <-cs.inbox:
+				switch env.GetKind() {
+				case kindKeySwitchShare:
+					m := wireMessage(env)
+					m.Kind = protocols.KindKeySwitchShare
+					done, err := agg.Step(m)
+					if err != nil {
+						return nil, nil, &partyFault{env.GetFrom(), fmt.Errorf("bad key switch share: %w", err)}
+					}
+					if done {
+						cs.event("key-switch", "", "result switched to the analyst's key")
+						return agg.Result(), group, nil
+					}
+				case kindSessionError:
+					return nil, nil, sessionFailure(env)
+				default:
+					return nil, nil, &partyFault{env.GetFrom(), fmt.Errorf("unexpected %s during the key switch", env.GetKind())}
+				}
+			}
+		}
+		cs.event("key-switch", dropped, "%s dropped out; restarting the key switch with a new group", dropped)
+		candidates = slices.DeleteFunc(candidates, func(s string) bool { return s == dropped })
+	}
+}
+
+func mapsKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,185 @@
+// Package node is the party node runtime: it loads the node's identity,
+// consortium and data, serves the Peer and Analyst gRPC services, drives the
+// protocol state machines of package protocols for the sessions it takes
+// part in, and coordinates the sessions analysts start on it.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.dedis.ch/kyber/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
+	"github.com/synod-mpc/synod/parties/config"
+	"github.com/synod-mpc/synod/parties/consortium"
+	"github.com/synod-mpc/synod/parties/datasource"
+	"github.com/synod-mpc/synod/parties/identity"
+	"github.com/synod-mpc/synod/parties/keystore"
+	"github.com/synod-mpc/synod/parties/transport"
+)
+
+// Node is one running party.
+type Node struct {
+	synodv1.UnimplementedPeerServer
+	synodv1.UnimplementedAnalystServer
+
+	cfg        *config.Party
+	cons       *consortium.Consortium
+	id         *identity.Identity
+	keys       map[string]kyber.Point // identity keys of the parties
+	parties    []string               // sorted party ids
+	passphrase []byte
+	datasets   map[string]*datasource.Table
+	peers      *transport.Peers
+	creds      transport.Credentials
+	log        *slog.Logger
+
+	mu       sync.Mutex
+	state    *keyState
+	sessions map[string]*partySession // sessions this node takes part in
+	coords   map[string]*coordSession // sessions this node coordinates
+	seen     map[string]struct{}      // (session, from, to, seq) already delivered
+	seq      atomic.Uint64            // sequence of every envelope this node signs
+
+	grpc   *grpc.Server
+	health *health.Server
+}
+
+// New loads everything a node needs and refuses to start on anything wrong:
+// the consortium file, its own membership, its sealed identity, its
+// certificates and every dataset it declares.
+func New(cfg *config.Party, log *slog.Logger) (*Node, error) {
+	cons, err := consortium.Load(cfg.Consortium)
+	if err != nil {
+		return nil, err
+	}
+	me, ok := cons.Member(cfg.ID)
+	if !ok || me.Role != "party" {
+		return nil, fmt.Errorf("config: id %q is not a party of consortium %s (%s)", cfg.ID, cons.Name, cfg.Consortium)
+	}
+	pass, err := keystore.Passphrase(cfg.Keystore.PassphraseEnv, cfg.Keystore.PassphraseFile)
+	if err != nil {
+		return nil, fmt.Errorf("keystore passphrase: %w", err)
+	}
+	sealed, err := keystore.ReadFile(cfg.Identity.KeyFile, pass, "identity")
+	if err != nil {
+		return nil, fmt.Errorf("identity key %s: %w", cfg.Identity.KeyFile, err)
+	}
+	id, err := identity.UnmarshalIdentity(cfg.ID, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("identity key %s: %w", cfg.Identity.KeyFile, err)
+	}
+	if got := identity.EncodePublic(id.Public); got != me.IdentityKey {
+		return nil, fmt.Errorf("identity key %s does not match the consortium file's key for %s", cfg.Identity.KeyFile, cfg.ID)
+	}
+	var creds transport.Credentials
+	for _, f := range []struct {
+		dst  *[]byte
+		path string
+	}{{&creds.CA, cfg.TLS.CA}, {&creds.Cert, cfg.TLS.Cert}, {&creds.Key, cfg.TLS.Key}} {
+		if *f.dst, err = os.ReadFile(f.path); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
+	n := &Node{
+		cfg:        cfg,
+		cons:       cons,
+		id:         id,
+		keys:       map[string]kyber.Point{},
+		passphrase: pass,
+		datasets:   map[string]*datasource.Table{},
+		creds:      creds,
+		log:        log.With("party", cfg.ID),
+		sessions:   map[string]*partySession{},
+		coords:     map[string]*coordSession{},
+		seen:       map[string]struct{}{},
+	}
+	addresses := map[string]string{}
+	for _, m := range cons.Parties() {
+		k, err := cons.IdentityKey(m.ID)
+		if err != nil {
+			return nil, err
+		}
+		n.keys[m.ID] = k
+		n.parties = append(n.parties, m.ID)
+		addresses[m.ID] = m.Address
+	}
+	slices.Sort(n.parties)
+	n.peers = transport.NewPeers(creds, addresses)
+	for name, ds := range cfg.Datasets {
+		t, err := datasource.LoadCSV(name, ds.CSV)
+		if err != nil {
+			return nil, fmt.Errorf("config %s: datasets.%s: %w", cfg.Path(), name, err)
+		}
+		n.datasets[name] = t
+		n.log.Info("dataset loaded", "dataset", name, "rows", t.Rows, "columns", len(t.Columns))
+	}
+	if n.state, err = loadKeyState(cfg.DataDir, pass); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	if n.state != nil {
+		n.log.Info("setup keys loaded", "parameters", n.state.Meta.Parameters, "digest", fmt.Sprintf("%x", n.state.Meta.Digest[:8]))
+	}
+	return n, nil
+}
+
+// Serve runs the gRPC server until ctx ends.
+func (n *Node) Serve(ctx context.Context) error {
+	srv, hs, err := transport.NewServer(n.creds)
+	if err != nil {
+		return err
+	}
+	n.grpc, n.health = srv, hs
+	synodv1.RegisterPeerServer(srv, n)
+	synodv1.RegisterAnalystServer(srv, n)
+	l, err := transport.Listen(n.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	n.log.Info("serving", "address", l.Addr().String(), "consortium", n.cons.Name, "threshold", n.cons.Threshold)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case <-ctx.Done():
+		hs.Shutdown()
+		stopped := make(chan struct{})
+		go func() { srv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			srv.Stop()
+		}
+		n.peers.Close()
+		return nil
+	case err := <-errc:
+		if errors.Is(err, grpc.ErrServerStopped) {
+			return nil
+		}
+		return err
+	}
+}
+
+func (n *Node) keyState() *keyState {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.state
+}
+
+func (n *Node) threshold() int { return n.cons.Threshold }
+
+type kyberPoint = kyber.Point
+
+var cryptoRand = rand.Reader

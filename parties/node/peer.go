@@ -1,0 +1,103 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
+	"github.com/synod-mpc/synod/parties/pki"
+	"github.com/synod-mpc/synod/parties/transport"
+	"github.com/synod-mpc/synod/parties/wire"
+	"github.com/synod-mpc/synod/protocols"
+)
+
+// Ping answers whether this node is alive and set up.
+func (n *Node) Ping(ctx context.Context, _ *synodv1.PingRequest) (*synodv1.PingResponse, error) {
+	resp := &synodv1.PingResponse{PartyId: n.cfg.ID, BytesSent: n.peers.BytesSent()}
+	if st := n.keyState(); st != nil {
+		resp.SetupDone, resp.SetupDigest = true, st.Meta.Digest
+	}
+	return resp, nil
+}
+
+// Deliver receives one envelope from a peer: the transport's caller must be
+// a party; the envelope must be signed by a party; a node never panics or
+// blocks on what arrives, it refuses with a status that says why.
+func (n *Node) Deliver(stream grpc.ClientStreamingServer[synodv1.Chunk, synodv1.DeliverAck]) error {
+	caller, _, err := pki.PeerFromContext(stream.Context())
+	if err != nil {
+		return status.Errorf(codes.Unauthenticated, "%v", err)
+	}
+	env, err := transport.ReceiveEnvelope(stream)
+	if err != nil {
+		n.log.Warn("refused envelope", "from_connection", caller, "error", err)
+		return err
+	}
+	if err := n.accept(env); err != nil {
+		n.log.Warn("refused envelope", "from_connection", caller, "kind", env.GetKind(), "sender", env.GetFrom(), "session", env.GetSession(), "error", err)
+		return status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	return stream.SendAndClose(&synodv1.DeliverAck{})
+}
+
+// accept verifies and routes one envelope, whether it came from the network
+// or from this node itself.
+func (n *Node) accept(env *synodv1.Envelope) error {
+	key, ok := n.keys[env.GetFrom()]
+	if !ok {
+		return fmt.Errorf("sender %q is not a consortium party", env.GetFrom())
+	}
+	if env.GetTo() != "" {
+		if _, ok := n.keys[env.GetTo()]; !ok {
+			return fmt.Errorf("recipient %q is not a consortium party", env.GetTo())
+		}
+	}
+	if err := wire.Verify(env, key); err != nil {
+		return err
+	}
+	replayKey := fmt.Sprintf("%s|%s|%s|%d", env.GetSession(), env.GetFrom(), env.GetTo(), env.GetSeq())
+	n.mu.Lock()
+	if _, dup := n.seen[replayKey]; dup {
+		n.mu.Unlock()
+		return fmt.Errorf("replayed envelope %s seq %d from %s", env.GetKind(), env.GetSeq(), env.GetFrom())
+	}
+	n.seen[replayKey] = struct{}{}
+	cs := n.coords[env.GetSession()]
+	n.mu.Unlock()
+
+	if cs != nil {
+		return cs.receive(env)
+	}
+	if env.GetTo() != "" && env.GetTo() != n.cfg.ID {
+		return fmt.Errorf("envelope for %s reached %s, which does not coordinate session %s", env.GetTo(), n.cfg.ID, env.GetSession())
+	}
+	return n.partyReceive(env)
+}
+
+// send seals a message from this node's party role and hands it to the
+// session's coordinator (possibly this node).
+func (n *Node) send(ps *partySession, m protocols.Message) error {
+	m.From = protocols.PartyID(n.cfg.ID)
+	m.Session = ps.id
+	env, err := wire.Seal(n.id, m, n.seq.Add(1))
+	if err != nil {
+		return err
+	}
+	if ps.coordinator == n.cfg.ID {
+		return n.accept(env)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.Peer*6)
+	defer cancel()
+	return n.peers.Deliver(ctx, ps.coordinator, env)
+}
+
+// isControl reports whether a kind is addressed to the coordinator itself
+// rather than relayed to the parties.
+func isControl(kind string) bool {
+	return strings.HasPrefix(kind, "query.") || strings.HasPrefix(kind, "keyswitch.") || kind == kindSessionError
+}

@@ -1,0 +1,103 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/synod-mpc/synod/engine"
+	"github.com/synod-mpc/synod/parties/keystore"
+	"github.com/synod-mpc/synod/protocols"
+)
+
+// keyState is what a node keeps from the consortium setup: the collective
+// public keys (on disk in the clear) and its own secret shares (sealed).
+type keyState struct {
+	Meta   setupMeta
+	Params engine.Parameters
+	Result *protocols.SetupResult
+}
+
+// setupMeta is the readable summary stored beside the keys.
+type setupMeta struct {
+	Session    string   `json:"session"`
+	Parameters string   `json:"parameters"`
+	Parties    []string `json:"parties"`
+	Threshold  int      `json:"threshold"`
+	Digest     []byte   `json:"digest"`
+}
+
+const (
+	setupMetaFile   = "setup.json"
+	setupPublicFile = "setup-public.bin"
+	setupSecretFile = "setup-secret.sealed"
+	setupLabel      = "setup-secrets"
+)
+
+func saveKeyState(dir string, passphrase []byte, st *keyState) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	pub, err := st.Result.MarshalPublic()
+	if err != nil {
+		return fmt.Errorf("encode public keys: %w", err)
+	}
+	sec, err := st.Result.MarshalSecrets()
+	if err != nil {
+		return fmt.Errorf("encode secret shares: %w", err)
+	}
+	meta, err := json.MarshalIndent(st.Meta, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := keystore.WriteFile(filepath.Join(dir, setupSecretFile), passphrase, sec, setupLabel); err != nil {
+		return fmt.Errorf("seal secret shares: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, setupPublicFile), pub, 0o644); err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, setupMetaFile), meta, 0o644)
+}
+
+// loadKeyState returns nil, nil when the node has not been set up.
+func loadKeyState(dir string, passphrase []byte) (*keyState, error) {
+	metaBytes, err := os.ReadFile(filepath.Join(dir, setupMetaFile))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	st := &keyState{}
+	if err := json.Unmarshal(metaBytes, &st.Meta); err != nil {
+		return nil, fmt.Errorf("%s: %w", setupMetaFile, err)
+	}
+	if st.Params, err = engine.ParametersByName(st.Meta.Parameters); err != nil {
+		return nil, fmt.Errorf("%s: %w", setupMetaFile, err)
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, setupPublicFile))
+	if err != nil {
+		return nil, err
+	}
+	sec, err := keystore.ReadFile(filepath.Join(dir, setupSecretFile), passphrase, setupLabel)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", setupSecretFile, err)
+	}
+	st.Result = &protocols.SetupResult{}
+	if err := st.Result.UnmarshalPublic(st.Params, pub); err != nil {
+		return nil, fmt.Errorf("%s: %w", setupPublicFile, err)
+	}
+	if err := st.Result.UnmarshalSecrets(st.Params, sec); err != nil {
+		return nil, fmt.Errorf("%s: %w", setupSecretFile, err)
+	}
+	return st, nil
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

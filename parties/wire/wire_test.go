@@ -1,0 +1,93 @@
+package wire
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
+	"github.com/synod-mpc/synod/parties/identity"
+	"github.com/synod-mpc/synod/protocols"
+)
+
+func TestSealVerify(t *testing.T) {
+	alice, err := identity.Generate("party-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := identity.Generate("party-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := Seal(alice, protocols.Message{Session: "s", Kind: "setup.ckg.share", From: "party-1", Payload: []byte("share")}, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(env, alice.Public); err != nil {
+		t.Fatalf("valid envelope refused: %v", err)
+	}
+	if err := Verify(env, bob.Public); err == nil {
+		t.Fatal("envelope verified under another party's key")
+	}
+	// A relay that alters any field is caught.
+	for name, alter := range map[string]func(e *synodv1.Envelope){
+		"payload": func(e *synodv1.Envelope) { e.Payload = []byte("shard") },
+		"kind":    func(e *synodv1.Envelope) { e.Kind = "setup.rkg.r1" },
+		"to":      func(e *synodv1.Envelope) { e.To = "party-3" },
+		"seq":     func(e *synodv1.Envelope) { e.Seq = 8 },
+		"session": func(e *synodv1.Envelope) { e.Session = "t" },
+	} {
+		b, _ := EncodeEnvelope(env)
+		e, _ := DecodeEnvelope(b)
+		alter(e)
+		if err := Verify(e, alice.Public); err == nil || !strings.Contains(err.Error(), "bad signature") {
+			t.Errorf("altered %s: got %v", name, err)
+		}
+	}
+	if _, err := Seal(alice, protocols.Message{Session: "s", Kind: "k", From: "party-2"}, 1); err == nil {
+		t.Fatal("sealed a message in another party's name")
+	}
+}
+
+func TestChunksRoundTrip(t *testing.T) {
+	for _, size := range []int{0, 1, ChunkSize, ChunkSize + 1, 3*ChunkSize + 17} {
+		data := bytes.Repeat([]byte{0xab}, size)
+		var a Assembler
+		if err := SendChunks(a.Add, data); err != nil {
+			t.Fatal(err)
+		}
+		got, err := a.Bytes()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("size %d: %v", size, err)
+		}
+	}
+}
+
+func TestAssemblerRefusesLies(t *testing.T) {
+	var a Assembler
+	if err := a.Add(&synodv1.Chunk{TotalSize: MaxMessageSize + 1}); err == nil {
+		t.Fatal("oversized message accepted")
+	}
+	var b Assembler
+	b.Add(&synodv1.Chunk{TotalSize: 2, Data: []byte{1}})
+	if _, err := b.Bytes(); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("truncated message: %v", err)
+	}
+	if err := b.Add(&synodv1.Chunk{Data: []byte{2, 3}}); err == nil {
+		t.Fatal("chunks beyond the declared size accepted")
+	}
+}
+
+func FuzzDecodeEnvelope(f *testing.F) {
+	id, _ := identity.Generate("party-1")
+	env, _ := Seal(id, protocols.Message{Session: "s", Kind: "k", From: "party-1", Payload: []byte{1, 2, 3}}, 1)
+	b, _ := EncodeEnvelope(env)
+	f.Add(b)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		env, err := DecodeEnvelope(b)
+		if err == nil {
+			_ = Verify(env, id.Public)
+		}
+	})
+}

@@ -1,0 +1,120 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+
+	"github.com/synod-mpc/synod/engine"
+	"github.com/synod-mpc/synod/protocols"
+)
+
+// BenchmarkConsortium measures, for N=3 and N=5 parties on loopback (one
+// mpcnode process each): the end-to-end setup time, query latency and the
+// bytes each party sent, beside the raw lattigo cost of the same work in one
+// process with no network (the floor). Run with -benchtime 1x (make bench).
+func BenchmarkConsortium(b *testing.B) {
+	params, err := engine.ParametersByName(engine.DefaultParameters)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, size := range []struct{ n, t int }{{3, 2}, {5, 3}} {
+		b.Run(fmt.Sprintf("N=%d,t=%d", size.n, size.t), func(b *testing.B) {
+			for range b.N {
+				benchConsortium(b, params, size.n, size.t)
+			}
+		})
+	}
+}
+
+func benchConsortium(b *testing.B, params engine.Parameters, n, t int) {
+	c := newCluster(b, n, t, params.Name)
+	before, err := c.parties()
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	if out, err := c.ctl("setup"); err != nil {
+		b.Fatalf("setup: %v\n%s", err, out)
+	}
+	setup := time.Since(start)
+	afterSetup, err := c.parties()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var lat []time.Duration
+	for range 3 {
+		start := time.Now()
+		if _, err := c.query(demoQuery...); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	query := lat[len(lat)/2]
+	afterQuery, err := c.parties()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.stopAll()
+
+	floorSetup, err := protocols.FloorSetup(params, n, t, params.GaloisElements())
+	if err != nil {
+		b.Fatal(err)
+	}
+	floorQuery, err := floorQuery(params, n, t)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var setupBytes, queryBytes []uint64
+	for i := range before {
+		setupBytes = append(setupBytes, afterSetup[i].BytesSent-before[i].BytesSent)
+		queryBytes = append(queryBytes, (afterQuery[i].BytesSent-afterSetup[i].BytesSent)/3)
+	}
+	b.ReportMetric(setup.Seconds(), "setup-s")
+	b.ReportMetric(floorSetup.Seconds(), "setup-floor-s")
+	b.ReportMetric(query.Seconds(), "query-s")
+	b.ReportMetric(floorQuery.Seconds(), "query-floor-s")
+	fmt.Fprintf(os.Stdout, "\nN=%d t=%d parameters=%s (mpcnode processes on loopback vs. raw lattigo in one process)\n", n, t, params.Name)
+	fmt.Fprintf(os.Stdout, "  setup   %8.3fs   floor %8.3fs   ratio %5.2fx\n", setup.Seconds(), floorSetup.Seconds(), setup.Seconds()/floorSetup.Seconds())
+	fmt.Fprintf(os.Stdout, "  query   %8.3fs   floor %8.3fs   ratio %5.2fx   (median of 3, includes mpcctl start and decryption)\n", query.Seconds(), floorQuery.Seconds(), query.Seconds()/floorQuery.Seconds())
+	for i, p := range before {
+		fmt.Fprintf(os.Stdout, "  %-8s sent %8.1f MB during setup, %7.2f MB per query\n", p.ID, float64(setupBytes[i])/1e6, float64(queryBytes[i])/1e6)
+	}
+}
+
+// floorQuery is the raw cost of a query's cryptography in one process:
+// every party encrypts its partial sums, they are added, t parties key-switch
+// the sum to the analyst and the analyst decrypts.
+func floorQuery(params engine.Parameters, n, t int) (time.Duration, error) {
+	kg := rlwe.NewKeyGenerator(params)
+	sk, pk := kg.GenKeyPairNew()
+	values := []float64{812, 43210.5, 36.0, 21456.3}
+	start := time.Now()
+	var cts []*rlwe.Ciphertext
+	for range n {
+		ct, err := engine.EncryptVector(params, pk, values)
+		if err != nil {
+			return 0, err
+		}
+		cts = append(cts, ct)
+	}
+	sum, err := engine.Sum(params, cts)
+	if err != nil {
+		return 0, err
+	}
+	encrypt := time.Since(start)
+	ks, err := protocols.FloorKeySwitch(params, t)
+	if err != nil {
+		return 0, err
+	}
+	start = time.Now()
+	if _, err := engine.DecryptVector(params, sk, sum, len(values)); err != nil {
+		return 0, err
+	}
+	return encrypt + ks + time.Since(start), nil
+}

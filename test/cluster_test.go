@@ -1,0 +1,226 @@
+// Package test holds Synod's end-to-end tests: they build mpcnode and
+// mpcctl, write a consortium with `mpcctl consortium init`, start every party
+// as its own process on loopback and drive it with mpcctl, as a user would.
+package test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "synod-bin")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/mpcnode", "./cmd/mpcctl")
+	build.Dir = repoRoot()
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// cluster is a consortium whose parties run as separate mpcnode processes.
+type cluster struct {
+	t       testing.TB
+	dir     string
+	n       int
+	nodes   []*exec.Cmd
+	logs    []*bytes.Buffer
+	analyst string
+}
+
+// freeBasePort finds n consecutive free TCP ports on loopback.
+func freeBasePort(t testing.TB, n int) int {
+	for try := 0; try < 50; try++ {
+		base := 20000 + rand.IntN(30000)
+		ok := true
+		for i := 0; i < n && ok; i++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+			if err != nil {
+				ok = false
+				continue
+			}
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free port range")
+	return 0
+}
+
+func newCluster(t testing.TB, n, threshold int, params string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, dir: t.TempDir(), n: n}
+	c.analyst = filepath.Join(c.dir, "analyst.yaml")
+	args := []string{"consortium", "init", "--dir", c.dir, "--parties", fmt.Sprint(n), "--threshold", fmt.Sprint(threshold),
+		"--base-port", fmt.Sprint(freeBasePort(t, n)),
+		"--dataset", "patients=" + filepath.Join(repoRoot(), "configs/sample/patients-party-{i}.csv")}
+	if params != "" {
+		args = append(args, "--parameters", params)
+	}
+	if out, err := c.ctl(args...); err != nil {
+		t.Fatalf("consortium init: %v\n%s", err, out)
+	}
+	for i := 1; i <= n; i++ {
+		c.start(i)
+	}
+	t.Cleanup(c.stopAll)
+	c.waitReachable(n)
+	return c
+}
+
+func (c *cluster) partyConfig(i int) string { return filepath.Join(c.dir, fmt.Sprintf("party-%d.yaml", i)) }
+
+func (c *cluster) start(i int) {
+	cmd := exec.Command(filepath.Join(binDir, "mpcnode"), "--config", c.partyConfig(i))
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("start party-%d: %v", i, err)
+	}
+	for len(c.nodes) < i {
+		c.nodes = append(c.nodes, nil)
+		c.logs = append(c.logs, nil)
+	}
+	c.nodes[i-1], c.logs[i-1] = cmd, &log
+}
+
+// stop ends party i's process.
+func (c *cluster) stop(i int) {
+	cmd := c.nodes[i-1]
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+	c.nodes[i-1] = nil
+}
+
+func (c *cluster) stopAll() {
+	for i := range c.nodes {
+		c.stop(i + 1)
+	}
+	if c.t.Failed() {
+		for i, l := range c.logs {
+			if l != nil {
+				c.t.Logf("---- party-%d log ----\n%s", i+1, l.String())
+			}
+		}
+	}
+}
+
+// ctl runs mpcctl with the analyst config and returns its stdout (and
+// stderr on failure).
+func (c *cluster) ctl(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "mpcctl"), append([]string{"--config", c.analyst}, args...)...)
+	cmd.Dir = repoRoot()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String() + stderr.String(), err
+	}
+	return stdout.String(), nil
+}
+
+type partyJSON struct {
+	ID        string `json:"id"`
+	Reachable bool   `json:"reachable"`
+	SetupDone bool   `json:"setup_done"`
+	BytesSent uint64 `json:"bytes_sent,string"`
+}
+
+func (c *cluster) parties() ([]partyJSON, error) {
+	out, err := c.ctl("parties", "-o", "json")
+	if err != nil {
+		return nil, fmt.Errorf("%v: %s", err, out)
+	}
+	var resp struct {
+		Parties []partyJSON `json:"parties"`
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil {
+		return nil, fmt.Errorf("parties output %q: %w", out, err)
+	}
+	return resp.Parties, nil
+}
+
+func (c *cluster) waitReachable(want int) {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ps, err := c.parties()
+		up := 0
+		for _, p := range ps {
+			if p.Reachable {
+				up++
+			}
+		}
+		if err == nil && up >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("only %d of %d parties reachable after 60s (last error: %v)", up, want, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+type cell struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+}
+
+type queryJSON struct {
+	Session      string   `json:"session"`
+	Contributors []string `json:"contributors"`
+	KeySwitchers []string `json:"key_switchers"`
+	Precision    float64  `json:"precision"`
+	Results      []cell   `json:"results"`
+}
+
+func (c *cluster) query(args ...string) (*queryJSON, error) {
+	out, err := c.ctl(append([]string{"query", "-o", "json"}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %s", err, strings.TrimSpace(out))
+	}
+	var q queryJSON
+	if err := json.Unmarshal([]byte(out), &q); err != nil {
+		return nil, fmt.Errorf("query output %q: %w", out, err)
+	}
+	return &q, nil
+}

@@ -1,0 +1,262 @@
+package test
+
+import (
+	"context"
+	"crypto/tls"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
+	"github.com/synod-mpc/synod/parties/datasource"
+	"github.com/synod-mpc/synod/parties/pki"
+	"github.com/synod-mpc/synod/parties/query"
+)
+
+// plaintext computes the same query in the clear over the given parties' sample data.
+func plaintext(t *testing.T, parties []string, spec *synodv1.QuerySpec) []query.Cell {
+	t.Helper()
+	var total []float64
+	for _, p := range parties {
+		path := filepath.Join(repoRoot(), "configs/sample", "patients-"+p+".csv")
+		tab, err := datasource.LoadCSV("patients", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		local, err := query.Local(tab, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if total == nil {
+			total = make([]float64, len(local))
+		}
+		for i, v := range local {
+			total[i] += v
+		}
+	}
+	cells, err := query.Finish(spec, total)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cells
+}
+
+// checkAgainstPlaintext compares an encrypted result with the plaintext:
+// counts exactly, sums within the promised precision, means within the
+// promised precision divided by the count.
+func checkAgainstPlaintext(t *testing.T, got *queryJSON, spec *synodv1.QuerySpec) {
+	t.Helper()
+	want := plaintext(t, got.Contributors, spec)
+	if len(got.Results) != len(want) {
+		t.Fatalf("got %d results, want %d", len(got.Results), len(want))
+	}
+	if got.Precision <= 0 || got.Precision > 0.1 {
+		t.Fatalf("promised precision %g is not a useful bound", got.Precision)
+	}
+	for i, w := range want {
+		g := got.Results[i]
+		if g.Name != w.Name {
+			t.Fatalf("result %d is %s, want %s", i, g.Name, w.Name)
+		}
+		tol := got.Precision
+		switch {
+		case strings.HasPrefix(w.Name, "COUNT"):
+			tol = 0
+		case strings.HasPrefix(w.Name, "MEAN"):
+			tol = 2 * got.Precision / want[0].Value // count is exact; the sum carries the error
+		}
+		if d := math.Abs(g.Value - w.Value); d > tol {
+			t.Errorf("%s = %v, plaintext %v: error %g exceeds tolerance %g", w.Name, g.Value, w.Value, d, tol)
+		} else {
+			t.Logf("%s = %.6f (plaintext %.6f, error %.2g, tolerance %.2g)", w.Name, g.Value, w.Value, d, tol)
+		}
+	}
+}
+
+var demoQuery = []string{"--dataset", "patients", "--agg", "count", "--agg", "mean:age", "--agg", "sum:diabetic", "--agg", "mean:bmi", "--where", "age>=40"}
+
+func demoSpec() *synodv1.QuerySpec {
+	return &synodv1.QuerySpec{
+		Dataset: "patients",
+		Aggregates: []*synodv1.Aggregate{
+			{Func: synodv1.Aggregate_COUNT},
+			{Func: synodv1.Aggregate_MEAN, Column: "age"},
+			{Func: synodv1.Aggregate_SUM, Column: "diabetic"},
+			{Func: synodv1.Aggregate_MEAN, Column: "bmi"},
+		},
+		Filters: []*synodv1.Filter{{Column: "age", Op: synodv1.Filter_GE, Value: 40}},
+	}
+}
+
+// TestConsortium runs the whole life of a 3-party, threshold-2 consortium:
+// setup, a query checked against plaintext, refusals, a query with one party
+// down, and the refusal to release anything below the threshold.
+func TestConsortium(t *testing.T) {
+	c := newCluster(t, 3, 2, "")
+
+	t.Run("query before setup is refused", func(t *testing.T) {
+		_, err := c.query(demoQuery...)
+		if err == nil || !strings.Contains(err.Error(), "not set up") {
+			t.Fatalf("want a 'not set up' error, got %v", err)
+		}
+	})
+
+	start := time.Now()
+	if out, err := c.ctl("setup"); err != nil {
+		t.Fatalf("setup: %v\n%s", err, out)
+	}
+	t.Logf("setup took %s", time.Since(start))
+	ps, err := c.parties()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if !p.SetupDone {
+			t.Fatalf("%s has no setup keys after setup", p.ID)
+		}
+	}
+
+	t.Run("setup twice is refused", func(t *testing.T) {
+		out, err := c.ctl("setup")
+		if err == nil || !strings.Contains(out, "already set up") {
+			t.Fatalf("want 'already set up', got %v: %s", err, out)
+		}
+	})
+
+	t.Run("secrets are sealed at rest", func(t *testing.T) {
+		for i := 1; i <= 3; i++ {
+			dir := filepath.Join(c.dir, "party-"+string(rune('0'+i)), "data")
+			b, err := os.ReadFile(filepath.Join(dir, "setup-secret.sealed"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub, err := os.ReadFile(filepath.Join(dir, "setup-public.bin"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) < 1024 || len(pub) < 1024 {
+				t.Fatalf("party-%d: implausible key files (%d, %d bytes)", i, len(b), len(pub))
+			}
+		}
+	})
+
+	t.Run("query matches plaintext", func(t *testing.T) {
+		q, err := c.query(demoQuery...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(q.Contributors, []string{"party-1", "party-2", "party-3"}) {
+			t.Fatalf("contributors %v, want all three", q.Contributors)
+		}
+		if len(q.KeySwitchers) != 2 {
+			t.Fatalf("key switched by %v, want 2 parties", q.KeySwitchers)
+		}
+		checkAgainstPlaintext(t, q, demoSpec())
+	})
+
+	t.Run("unknown dataset names the party and dataset", func(t *testing.T) {
+		_, err := c.query("--dataset", "nosuch", "--agg", "count")
+		if err == nil || !strings.Contains(err.Error(), `"nosuch"`) || !strings.Contains(err.Error(), "party-") {
+			t.Fatalf("want an error naming the dataset and a party, got %v", err)
+		}
+	})
+
+	t.Run("unknown column names the column", func(t *testing.T) {
+		_, err := c.query("--dataset", "patients", "--agg", "mean:weight")
+		if err == nil || !strings.Contains(err.Error(), `"weight"`) {
+			t.Fatalf("want an error naming the column, got %v", err)
+		}
+	})
+
+	t.Run("certificate from another CA is refused", func(t *testing.T) {
+		caCert, caKey, err := pki.NewCA("intruder")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, key, err := pki.Issue(caCert, caKey, "analyst", pki.RoleAnalyst, []string{"127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pair, err := tls.X509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Trust the real node (InsecureSkipVerify only on our side) so the
+		// failure can come only from the node refusing our certificate.
+		cfg := &tls.Config{Certificates: []tls.Certificate{pair}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}
+		addr := readAddress(t, c.partyConfig(1))
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err = synodv1.NewAnalystClient(conn).ListParties(ctx, &synodv1.ListPartiesRequest{})
+		if err == nil {
+			t.Fatal("a node answered a client whose certificate is not from the consortium CA")
+		}
+		t.Logf("refused as expected: %v", err)
+	})
+
+	t.Run("one party down: t of N still answer", func(t *testing.T) {
+		c.stop(3)
+		q, err := c.query(demoQuery...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(q.Contributors, []string{"party-1", "party-2"}) {
+			t.Fatalf("contributors %v, want party-1 and party-2", q.Contributors)
+		}
+		checkAgainstPlaintext(t, q, demoSpec())
+	})
+
+	t.Run("below the threshold nothing is released", func(t *testing.T) {
+		c.stop(2)
+		_, err := c.query(demoQuery...)
+		if err == nil || !strings.Contains(err.Error(), "threshold is 2") || !strings.Contains(err.Error(), "nothing was released") {
+			t.Fatalf("want a threshold error, got %v", err)
+		}
+	})
+}
+
+func readAddress(t *testing.T, partyConfig string) string {
+	t.Helper()
+	b, err := os.ReadFile(partyConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == "listen" {
+			return strings.Trim(strings.TrimSpace(v), `"'`)
+		}
+	}
+	t.Fatalf("%s has no listen address", partyConfig)
+	return ""
+}
+
+// TestNodeRefusesBadConfig: a config with a missing field stops the node at
+// start with an error naming the field.
+func TestNodeRefusesBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "party.yaml")
+	if err := os.WriteFile(cfg, []byte("id: party-1\ndata_dir: data\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(filepath.Join(binDir, "mpcnode"), "--config", cfg).CombinedOutput()
+	if err == nil {
+		t.Fatal("mpcnode started with a config that has no listen address")
+	}
+	if !regexp.MustCompile(`missing required key "(listen|consortium)"`).Match(out) {
+		t.Fatalf("error does not name the missing key: %s", out)
+	}
+}
