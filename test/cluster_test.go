@@ -96,7 +96,9 @@ func newCluster(t testing.TB, n, threshold int, params string) *cluster {
 	return c
 }
 
-func (c *cluster) partyConfig(i int) string { return filepath.Join(c.dir, fmt.Sprintf("party-%d.yaml", i)) }
+func (c *cluster) partyConfig(i int) string {
+	return filepath.Join(c.dir, fmt.Sprintf("party-%d.yaml", i))
+}
 
 func (c *cluster) start(i int) {
 	cmd := exec.Command(filepath.Join(binDir, "mpcnode"), "--config", c.partyConfig(i))

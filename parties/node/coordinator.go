@@ -238,12 +238,12 @@ func (cs *coordSession) post(to, kind string, payload []byte) error {
 }
 
 var setupStages = map[protocols.Kind]string{
-	protocols.KindCRSCommit:   "crs",
-	protocols.KindCKGShare:    "public-key",
-	protocols.KindRKGRound1:   "relinearization-key",
-	protocols.KindGKGShare:    "galois-keys",
-	protocols.KindTSKShare: "threshold-sharing",
-	protocols.KindSetupDone:   "key-digests",
+	protocols.KindCRSCommit: "crs",
+	protocols.KindCKGShare:  "public-key",
+	protocols.KindRKGRound1: "relinearization-key",
+	protocols.KindGKGShare:  "galois-keys",
+	protocols.KindTSKShare:  "threshold-sharing",
+	protocols.KindSetupDone: "key-digests",
 }
 
 func (cs *coordSession) observeSetup(env *synodv1.Envelope) {
