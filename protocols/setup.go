@@ -285,9 +285,8 @@ func (s *Setup) accept(m Message) (err error) {
 	if s.stage == StageDone {
 		return perr(m.From, m.Kind, "setup already complete")
 	}
-	if s.result != nil && m.Kind != KindSetupDone {
-		return perr(m.From, m.Kind, "message after key generation completed")
-	}
+	// After key generation every keygen message is a duplicate (the
+	// accumulators are released, the seen sets are full).
 	if m.Kind == KindTSKShare {
 		if m.To != s.cfg.Self {
 			return perr(m.From, m.Kind, "Shamir share must be addressed")
