@@ -10,9 +10,10 @@ build:
 test:
 	$(GO) test -count=1 -timeout 20m ./...
 
-## test-race: the race detector on the packages with concurrency
+## test-race: the race detector on the node runtime, in unit tests and in
+## end-to-end runs whose mpcnode binaries are built with -race
 test-race:
-	$(GO) test -count=1 -race -timeout 20m ./parties/...
+	SYNOD_TEST_RACE=1 $(GO) test -count=1 -race -timeout 20m ./parties/... ./test/
 
 demo:
 	./scripts/demo.sh

@@ -37,7 +37,8 @@ func (s shape) size() int {
 	return n
 }
 
-func (s shape) encode(out []byte) []byte {
+// encodeRaw appends the coefficients as they are stored.
+func (s shape) encodeRaw(out []byte) []byte {
 	for _, r := range s {
 		for _, c := range r.poly.Coeffs {
 			for _, v := range c {
@@ -48,17 +49,54 @@ func (s shape) encode(out []byte) []byte {
 	return out
 }
 
-// decode fills the polynomials of s from b, which must have exactly s.size()
-// bytes and only reduced coefficients.
-func (s shape) decode(params rlwe.Parameters, b []byte) error {
-	if want := s.size(); len(b) != want {
-		return fmt.Errorf("payload has %d bytes, want %d", len(b), want)
+// encode appends the coefficients in canonical form (reduced modulo their
+// prime): some lattigo routines leave shares lazily reduced in [0, 2q), and
+// the receivers only accept canonical encodings.
+func (s shape) encode(params rlwe.Parameters, out []byte) []byte {
+	qs, ps := moduliChains(params)
+	for _, r := range s {
+		moduli := qs
+		if r.isP {
+			moduli = ps
+		}
+		for lvl, c := range r.poly.Coeffs {
+			q := moduli[lvl]
+			for _, v := range c {
+				if v >= q {
+					v %= q
+				}
+				out = binary.LittleEndian.AppendUint64(out, v)
+			}
+		}
 	}
-	qs := params.RingQ().ModuliChain()
-	var ps []uint64
+	return out
+}
+
+func moduliChains(params rlwe.Parameters) (qs, ps []uint64) {
+	qs = params.RingQ().ModuliChain()
 	if params.RingP() != nil {
 		ps = params.RingP().ModuliChain()
 	}
+	return qs, ps
+}
+
+// decode fills the polynomials of s from b, which must have exactly s.size()
+// bytes and only reduced coefficients.
+func (s shape) decode(params rlwe.Parameters, b []byte) error {
+	return s.decodeMode(params, b, true)
+}
+
+// decodeLenient is decode that reduces unreduced coefficients instead of
+// rejecting them (for ciphertexts and keys produced by other components).
+func (s shape) decodeLenient(params rlwe.Parameters, b []byte) error {
+	return s.decodeMode(params, b, false)
+}
+
+func (s shape) decodeMode(params rlwe.Parameters, b []byte, strict bool) error {
+	if want := s.size(); len(b) != want {
+		return fmt.Errorf("payload has %d bytes, want %d", len(b), want)
+	}
+	qs, ps := moduliChains(params)
 	off := 0
 	for _, r := range s {
 		moduli := qs
@@ -73,7 +111,10 @@ func (s shape) decode(params rlwe.Parameters, b []byte) error {
 			for i := range c {
 				v := binary.LittleEndian.Uint64(b[off:])
 				if v >= q {
-					return fmt.Errorf("coefficient not reduced modulo the %d-th prime", lvl)
+					if strict {
+						return fmt.Errorf("coefficient not reduced modulo the %d-th prime", lvl)
+					}
+					v %= q
 				}
 				c[i] = v
 				off += 8
@@ -261,7 +302,7 @@ func encodeCiphertext(ct *rlwe.Ciphertext) ([]byte, error) {
 	}
 	b := []byte{byte(ct.Level())}
 	b = appendBlob(b, meta)
-	return elementShape(ct.Value).encode(b), nil
+	return elementShape(ct.Value).encodeRaw(b), nil
 }
 
 // decodeCiphertext decodes and validates a ciphertext produced by
@@ -289,7 +330,7 @@ func decodeCiphertext(params rlwe.Parameters, b []byte) (ct *rlwe.Ciphertext, er
 	}
 	ct = rlwe.NewCiphertext(params, 1, level)
 	*ct.MetaData = *md
-	if err := elementShape(ct.Value).decode(params, r.b); err != nil {
+	if err := elementShape(ct.Value).decodeLenient(params, r.b); err != nil {
 		return nil, fmt.Errorf("ciphertext: %w", err)
 	}
 	return ct, nil
@@ -311,13 +352,13 @@ func encodePublicKey(pk *rlwe.PublicKey) ([]byte, error) {
 	if pk == nil || len(pk.Value) != 2 {
 		return nil, errors.New("public key must have two components")
 	}
-	return publicKeyShape(pk).encode(nil), nil
+	return publicKeyShape(pk).encodeRaw(nil), nil
 }
 
 func decodePublicKey(params rlwe.Parameters, b []byte) (pk *rlwe.PublicKey, err error) {
 	defer decodeGuard(&err)
 	pk = rlwe.NewPublicKey(params)
-	if err := publicKeyShape(pk).decode(params, b); err != nil {
+	if err := publicKeyShape(pk).decodeLenient(params, b); err != nil {
 		return nil, fmt.Errorf("public key: %w", err)
 	}
 	return pk, nil
@@ -330,7 +371,7 @@ func validGaloisElement(params rlwe.Parameters, g uint64) bool {
 
 func encodeGaloisKey(params rlwe.Parameters, gk *rlwe.GaloisKey) []byte {
 	b := binary.BigEndian.AppendUint64(nil, gk.GaloisElement)
-	return gadgetShape(&gk.GadgetCiphertext).encode(b)
+	return gadgetShape(&gk.GadgetCiphertext).encode(params, b)
 }
 
 func decodeGaloisKey(params rlwe.Parameters, b []byte) (gk *rlwe.GaloisKey, err error) {

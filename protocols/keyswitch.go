@@ -208,7 +208,7 @@ func KeySwitchShare(p engine.Parameters, self PartyID, members []PartyID, thresh
 	}
 	sh := pcks.AllocateShare(req.Ciphertext.Level())
 	pcks.GenShare(sk, req.Target, req.Ciphertext, &sh)
-	payload := elementShape(sh.Value).encode(d)
+	payload := elementShape(sh.Value).encode(params, d)
 	return Message{Session: req.Session, Kind: KindKeySwitchShare, From: self, To: to, Payload: payload}, nil
 }
 

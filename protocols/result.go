@@ -37,15 +37,14 @@ func (r *SetupResult) MarshalPublic() ([]byte, error) {
 	b = binary.BigEndian.AppendUint16(b, uint16(r.Threshold))
 	b = appendBlob(b, r.CRSSeed)
 	b = appendBlob(b, r.Digest)
-	pk, err := encodePublicKey(r.PublicKey)
-	if err != nil {
+	if err := checkPublicKey(rp, r.PublicKey); err != nil {
 		return nil, err
 	}
-	b = appendBlob(b, pk)
+	b = appendBlob(b, publicKeyShape(r.PublicKey).encode(rp, nil))
 	if r.RelinearizationKey == nil {
 		return nil, errors.New("no relinearization key")
 	}
-	b = appendBlob(b, gadgetShape(&r.RelinearizationKey.GadgetCiphertext).encode(nil))
+	b = appendBlob(b, gadgetShape(&r.RelinearizationKey.GadgetCiphertext).encode(rp, nil))
 	b = binary.BigEndian.AppendUint16(b, uint16(len(r.GaloisKeys)))
 	for _, gk := range r.GaloisKeys {
 		b = appendBlob(b, encodeGaloisKey(rp, gk))
@@ -150,8 +149,8 @@ func (r *SetupResult) MarshalSecrets() ([]byte, error) {
 	b := appendStr(nil, secretsFormat)
 	b = appendStr(b, string(r.Self))
 	b = appendBlob(b, r.Digest)
-	b = qpPoly(r.SecretKey.Value).encode(b)
-	return qpPoly(r.ThresholdShare.Poly).encode(b), nil
+	b = qpPoly(r.SecretKey.Value).encode(rp, b)
+	return qpPoly(r.ThresholdShare.Poly).encode(rp, b), nil
 }
 
 // UnmarshalSecrets decodes the output of MarshalSecrets into r. When r

@@ -595,15 +595,11 @@ func (r *SetupResult) computeDigest(params rlwe.Parameters) ([]byte, error) {
 	if err := checkPublicKey(params, r.PublicKey); err != nil {
 		return nil, err
 	}
-	pk, err := encodePublicKey(r.PublicKey)
-	if err != nil {
-		return nil, err
-	}
-	h.Write(appendBlob(nil, pk))
+	h.Write(appendBlob(nil, publicKeyShape(r.PublicKey).encode(params, nil)))
 	if r.RelinearizationKey == nil {
 		return nil, errors.New("no relinearization key")
 	}
-	h.Write(appendBlob(nil, gadgetShape(&r.RelinearizationKey.GadgetCiphertext).encode(nil)))
+	h.Write(appendBlob(nil, gadgetShape(&r.RelinearizationKey.GadgetCiphertext).encode(params, nil)))
 	h.Write(binary.BigEndian.AppendUint16(nil, uint16(len(r.GaloisKeys))))
 	for _, gk := range r.GaloisKeys {
 		h.Write(appendBlob(nil, encodeGaloisKey(params, gk)))
@@ -615,7 +611,7 @@ func (r *SetupResult) computeDigest(params rlwe.Parameters) ([]byte, error) {
 
 // EncodeCKGShare encodes a collective public key share.
 func EncodeCKGShare(params rlwe.Parameters, sh mhe.PublicKeyGenShare) []byte {
-	return qpPoly(sh.Value).encode(nil)
+	return qpPoly(sh.Value).encode(params, nil)
 }
 
 // DecodeCKGShare decodes and validates a collective public key share.
@@ -628,7 +624,7 @@ func DecodeCKGShare(params rlwe.Parameters, b []byte) (sh mhe.PublicKeyGenShare,
 
 // EncodeRKGShare encodes a relinearization key share (either round).
 func EncodeRKGShare(params rlwe.Parameters, sh mhe.RelinearizationKeyGenShare) []byte {
-	return gadgetShape(&sh.GadgetCiphertext).encode(nil)
+	return gadgetShape(&sh.GadgetCiphertext).encode(params, nil)
 }
 
 // DecodeRKGShare decodes and validates a relinearization key share.
@@ -642,7 +638,7 @@ func DecodeRKGShare(params rlwe.Parameters, b []byte) (sh mhe.RelinearizationKey
 // EncodeGKGShare encodes a Galois key share: element (8 bytes) then share.
 func EncodeGKGShare(params rlwe.Parameters, sh mhe.GaloisKeyGenShare) []byte {
 	b := binary.BigEndian.AppendUint64(nil, sh.GaloisElement)
-	return gadgetShape(&sh.GadgetCiphertext).encode(b)
+	return gadgetShape(&sh.GadgetCiphertext).encode(params, b)
 }
 
 // DecodeGKGShare decodes and validates a Galois key share.
@@ -670,7 +666,7 @@ func tskHeader(session string, from, to PartyID) []byte {
 
 // EncodeTSKShare encodes the plaintext of a Shamir share (before ECIES).
 func EncodeTSKShare(params rlwe.Parameters, session string, from, to PartyID, sh mhe.ShamirSecretShare) []byte {
-	return qpPoly(sh.Poly).encode(tskHeader(session, from, to))
+	return qpPoly(sh.Poly).encode(params, tskHeader(session, from, to))
 }
 
 // DecodeTSKShare decodes the plaintext of a Shamir share and checks that it

@@ -635,3 +635,19 @@ func TestDecodeWrongParams(t *testing.T) {
 		t.Fatal("LogN=14 RKG share accepted at LogN=13")
 	}
 }
+
+// Lattigo leaves some shares lazily reduced (round 2 of the relinearization
+// key is in [0, 2q)); the encoder must canonicalize so receivers accept them.
+func TestEncodeCanonicalizesLazyShares(t *testing.T) {
+	params := *testParams(t, "ckks-n13").GetRLWEParameters()
+	_, r2, _ := mhe.NewRelinearizationKeyGenProtocol(params).AllocateShare()
+	q := params.RingQ().ModuliChain()[0]
+	r2.Value[0][0][0].Q.Coeffs[0][0] = q + 7
+	got, err := DecodeRKGShare(params, EncodeRKGShare(params, r2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := got.Value[0][0][0].Q.Coeffs[0][0]; v != 7 {
+		t.Fatalf("coefficient %d, want 7", v)
+	}
+}

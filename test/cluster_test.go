@@ -27,12 +27,27 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
-	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/mpcnode", "./cmd/mpcctl")
-	build.Dir = repoRoot()
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build:", err)
-		os.Exit(1)
+	// SYNOD_TEST_RACE=1 builds the binaries with the race detector, so the
+	// node runtime's concurrency is checked under real traffic.
+	race := os.Getenv("SYNOD_TEST_RACE") == "1"
+	for _, b := range []struct {
+		out  string
+		args []string
+	}{
+		{dir + "/", []string{"./cmd/mpcnode", "./cmd/mpcctl"}},
+		{dir + "/mpcnode-faulty", []string{"-tags", "faultinject", "./cmd/mpcnode"}},
+	} {
+		args := []string{"build", "-o", b.out}
+		if race {
+			args = append(args, "-race")
+		}
+		build := exec.Command("go", append(args, b.args...)...)
+		build.Dir = repoRoot()
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -89,7 +104,7 @@ func newCluster(t testing.TB, n, threshold int, params string) *cluster {
 		t.Fatalf("consortium init: %v\n%s", err, out)
 	}
 	for i := 1; i <= n; i++ {
-		c.start(i)
+		c.start(i, "mpcnode")
 	}
 	t.Cleanup(c.stopAll)
 	c.waitReachable(n)
@@ -100,8 +115,10 @@ func (c *cluster) partyConfig(i int) string {
 	return filepath.Join(c.dir, fmt.Sprintf("party-%d.yaml", i))
 }
 
-func (c *cluster) start(i int) {
-	cmd := exec.Command(filepath.Join(binDir, "mpcnode"), "--config", c.partyConfig(i))
+// start runs party i with the named binary and extra environment.
+func (c *cluster) start(i int, binary string, env ...string) {
+	cmd := exec.Command(filepath.Join(binDir, binary), "--config", c.partyConfig(i))
+	cmd.Env = append(os.Environ(), env...)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
@@ -130,6 +147,12 @@ func (c *cluster) stop(i int) {
 		<-done
 	}
 	c.nodes[i-1] = nil
+	if strings.Contains(c.logs[i-1].String(), "WARNING: DATA RACE") {
+		c.t.Errorf("party-%d: the race detector reported a data race", i)
+	}
+	if strings.Contains(c.logs[i-1].String(), "panic:") {
+		c.t.Errorf("party-%d panicked", i)
+	}
 }
 
 func (c *cluster) stopAll() {

@@ -237,26 +237,27 @@ func (cs *coordSession) post(to, kind string, payload []byte) error {
 	}
 }
 
-var setupStages = map[protocols.Kind]string{
-	protocols.KindCRSCommit: "crs",
-	protocols.KindCKGShare:  "public-key",
-	protocols.KindRKGRound1: "relinearization-key",
-	protocols.KindGKGShare:  "galois-keys",
-	protocols.KindTSKShare:  "threshold-sharing",
-	protocols.KindSetupDone: "key-digests",
+var setupStages = map[protocols.Kind][2]string{
+	protocols.KindCRSCommit: {"crs", "agreeing on the CRS seed (commit, then reveal)"},
+	protocols.KindCKGShare:  {"public-key", "collective public key shares"},
+	protocols.KindRKGRound1: {"relinearization-key", "relinearization key, round 1 of 2"},
+	protocols.KindRKGRound2: {"relinearization-key", "relinearization key, round 2 of 2"},
+	protocols.KindGKGShare:  {"galois-keys", "Galois key shares"},
+	protocols.KindTSKShare:  {"threshold-sharing", "t-of-N Shamir shares of every secret, end-to-end encrypted"},
+	protocols.KindSetupDone: {"key-digests", "parties comparing the digests of the keys they derived"},
 }
 
 func (cs *coordSession) observeSetup(env *synodv1.Envelope) {
-	stage, ok := setupStages[protocols.Kind(env.GetKind())]
+	desc, ok := setupStages[protocols.Kind(env.GetKind())]
 	if !ok {
 		return
 	}
 	cs.mu.Lock()
-	seen := cs.stagesSeen[stage]
-	cs.stagesSeen[stage] = true
+	seen := cs.stagesSeen[env.GetKind()]
+	cs.stagesSeen[env.GetKind()] = true
 	cs.mu.Unlock()
 	if !seen {
-		cs.event(stage, "", "%s", stage)
+		cs.event(desc[0], "", "%s", desc[1])
 	}
 }
 

@@ -84,6 +84,9 @@ func (n *Node) accept(env *synodv1.Envelope) error {
 func (n *Node) send(ps *partySession, m protocols.Message) error {
 	m.From = protocols.PartyID(n.cfg.ID)
 	m.Session = ps.id
+	if outgoingHook != nil {
+		outgoingHook(&m)
+	}
 	env, err := wire.Seal(n.id, m, n.seq.Add(1))
 	if err != nil {
 		return err
