@@ -105,7 +105,7 @@ func FloorSetup(params engine.Parameters, n, t int, galEls []uint64) (time.Durat
 // FloorKeySwitch measures the raw lattigo cost of one threshold key switch
 // by t parties: t additive shares from Shamir shares, t public-key-switch
 // shares with noise flooding, their aggregation and the switch. Preparing
-// the keys and the ciphertext is not timed.
+// the keys and the ciphertext (at the aggregate level) is not timed.
 func FloorKeySwitch(params engine.Parameters, t int) (time.Duration, error) {
 	if t < 1 {
 		return 0, fmt.Errorf("floor key switch: invalid t=%d", t)
@@ -133,7 +133,7 @@ func FloorKeySwitch(params engine.Parameters, t int) (time.Duration, error) {
 			}
 		}
 	}
-	ct := rlwe.NewEncryptor(p, skIdeal).EncryptZeroNew(params.MaxLevel())
+	ct := rlwe.NewEncryptor(p, skIdeal).EncryptZeroNew(params.AggregateLevel)
 	_, targetPk := kgen.GenKeyPairNew()
 	dist, err := floodingDistribution(params.FloodingSigma)
 	if err != nil {

@@ -15,11 +15,14 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
 	"github.com/synod-mpc/synod/parties/datasource"
 	"github.com/synod-mpc/synod/parties/pki"
 	"github.com/synod-mpc/synod/parties/query"
+	"github.com/synod-mpc/synod/parties/transport"
 )
 
 // plaintext computes the same query in the clear over the given parties' sample data.
@@ -206,6 +209,52 @@ func TestConsortium(t *testing.T) {
 			t.Fatal("a node answered a client whose certificate is not from the consortium CA")
 		}
 		t.Logf("refused as expected: %v", err)
+	})
+
+	t.Run("health and reflection answer with the analyst certificate", func(t *testing.T) {
+		read := func(rel string) []byte {
+			b, err := os.ReadFile(filepath.Join(c.dir, rel))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		conn, err := transport.Dial(readAddress(t, c.partyConfig(1)), "party-1",
+			transport.Credentials{CA: read("ca.pem"), Cert: read("analyst/tls.pem"), Key: read("analyst/tls-key.pem")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health: %v %v", h, err)
+		}
+		stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range resp.GetListServicesResponse().GetService() {
+			names = append(names, s.GetName())
+		}
+		for _, want := range []string{"synod.v1.Analyst", "synod.v1.Peer", "grpc.health.v1.Health"} {
+			if !slices.Contains(names, want) {
+				t.Fatalf("reflection lists %v, missing %s", names, want)
+			}
+		}
+		// The analyst's certificate may not call the node-to-node service.
+		if _, err := synodv1.NewPeerClient(conn).Ping(ctx, &synodv1.PingRequest{}); err == nil || !strings.Contains(err.Error(), "for consortium parties") {
+			t.Fatalf("analyst called Peer.Ping: %v", err)
+		}
 	})
 
 	t.Run("one party down: t of N still answer", func(t *testing.T) {
