@@ -236,6 +236,7 @@ type queryJSON struct {
 	KeySwitchers []string `json:"key_switchers"`
 	Precision    float64  `json:"precision"`
 	Results      []cell   `json:"results"`
+	Seconds      float64  `json:"session_seconds"`
 }
 
 func (c *cluster) query(args ...string) (*queryJSON, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -85,21 +86,22 @@ func (a *analyst) rlweKey(params engine.Parameters) (*rlwe.SecretKey, *rlwe.Publ
 	return sk, pk, nil
 }
 
-func watch(ctx context.Context, client synodv1.AnalystClient, session string, quiet bool) (*synodv1.Event, error) {
+func watch(ctx context.Context, client synodv1.AnalystClient, session string, quiet bool) (*synodv1.Event, time.Duration, error) {
 	stream, err := client.Watch(ctx, &synodv1.WatchRequest{Session: session})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	return follow(stream.Recv, quiet)
 }
 
-// follow prints progress events to stderr and returns the final one.
-func follow(recv func() (*synodv1.Event, error), quiet bool) (*synodv1.Event, error) {
+// follow prints progress events to stderr and returns the final one and the
+// time the session took on the coordinator, from its first event to its last.
+func follow(recv func() (*synodv1.Event, error), quiet bool) (*synodv1.Event, time.Duration, error) {
 	var start int64
 	for {
 		ev, err := recv()
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if start == 0 {
 			start = ev.GetTimeUnixNano()
@@ -108,7 +110,7 @@ func follow(recv func() (*synodv1.Event, error), quiet bool) (*synodv1.Event, er
 			fmt.Fprintf(os.Stderr, "  [%6.2fs] %-20s %s\n", float64(ev.GetTimeUnixNano()-start)/1e9, ev.GetStage(), ev.GetMessage())
 		}
 		if ev.GetFinal() {
-			return ev, nil
+			return ev, time.Duration(ev.GetTimeUnixNano() - start), nil
 		}
 	}
 }

@@ -67,6 +67,8 @@ type queryResult struct {
 	Results      []query.Cell `json:"results"`
 	Plaintext    []query.Cell `json:"plaintext,omitempty"`
 	MaxAbsError  *float64     `json:"max_abs_error,omitempty"`
+	// SessionSeconds is the time the session took on the coordinator.
+	SessionSeconds float64 `json:"session_seconds,omitempty"`
 }
 
 func newQueryCmd(g *globals) *cobra.Command {
@@ -122,7 +124,7 @@ func newQueryCmd(g *globals) *cobra.Command {
 			if g.output == "table" {
 				fmt.Fprintf(os.Stderr, "session %s\n", resp.GetSession())
 			}
-			ev, err := watch(ctx, a.client, resp.GetSession(), g.output != "table")
+			ev, took, err := watch(ctx, a.client, resp.GetSession(), g.output != "table")
 			if err != nil {
 				return grpcErr(err)
 			}
@@ -146,7 +148,8 @@ func newQueryCmd(g *globals) *cobra.Command {
 				return err
 			}
 			out := queryResult{Session: meta.GetSession(), Dataset: meta.GetSpec().GetDataset(), Parameters: meta.GetParameters(),
-				Contributors: meta.GetContributors(), KeySwitchers: meta.GetKeySwitchers(), Precision: meta.GetPrecision(), Results: cells}
+				Contributors: meta.GetContributors(), KeySwitchers: meta.GetKeySwitchers(), Precision: meta.GetPrecision(), Results: cells,
+				SessionSeconds: took.Seconds()}
 			if len(compare) > 0 {
 				plain, err := plaintextResult(compare, meta.GetContributors(), meta.GetSpec())
 				if err != nil {

@@ -28,12 +28,13 @@ func newSetupCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return grpcErr(err)
 			}
-			ev, err := follow(stream.Recv, g.output == "json")
+			ev, took, err := follow(stream.Recv, g.output == "json")
 			if err != nil {
 				return grpcErr(err)
 			}
 			if g.output == "json" {
-				json.NewEncoder(os.Stdout).Encode(map[string]any{"session": ev.GetSession(), "ok": !ev.GetFailed(), "message": ev.GetMessage(), "party": ev.GetParty()})
+				json.NewEncoder(os.Stdout).Encode(map[string]any{"session": ev.GetSession(), "ok": !ev.GetFailed(), "message": ev.GetMessage(),
+					"party": ev.GetParty(), "session_seconds": took.Seconds()})
 			}
 			if ev.GetFailed() {
 				return fmt.Errorf("setup failed: %s", ev.GetMessage())
