@@ -59,6 +59,10 @@ type SetupConfig struct {
 	PeerKeys map[PartyID]kyber.Point
 	// Rand supplies the CRS contribution (crypto/rand in production).
 	Rand io.Reader
+	// CRSSeed, when set, is a seed every party already agreed on and no
+	// party could choose (the consortium's threshold-BLS signature of the
+	// session, see BeaconSeed); the commit-reveal round is then skipped.
+	CRSSeed []byte
 }
 
 // SetupResult is what the setup leaves with each party.
@@ -84,11 +88,12 @@ type SetupResult struct {
 // polynomial and the protocol noise come from lattigo's own cryptographic
 // PRNG.
 type Setup struct {
-	cfg     SetupConfig
-	params  rlwe.Parameters
-	parties []PartyID // sorted
-	galEls  []uint64  // sorted, deduplicated
-	stage   string
+	cfg        SetupConfig
+	presetSeed bool // CRS seed given by the config: no commit-reveal round
+	params     rlwe.Parameters
+	parties    []PartyID // sorted
+	galEls     []uint64  // sorted, deduplicated
+	stage      string
 
 	myR     []byte
 	commits map[PartyID][]byte
@@ -210,6 +215,23 @@ func NewSetup(cfg SetupConfig) (*Setup, []Message, error) {
 	s.thr = mhe.NewThresholdizer(params)
 	s.tskAgg = s.thr.AllocateThresholdSecretShare()
 
+	if len(cfg.CRSSeed) > 0 {
+		if len(cfg.CRSSeed) < 32 {
+			return nil, nil, fmt.Errorf("setup: CRS seed of %d bytes, want at least 32", len(cfg.CRSSeed))
+		}
+		s.seed = bytes.Clone(cfg.CRSSeed)
+		s.presetSeed = true
+		msgs, err := s.startKeygen()
+		if err != nil {
+			return nil, nil, err
+		}
+		s.stage = StageKeygen
+		out, err := s.progress()
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, append(msgs, out...), nil
+	}
 	out, err := s.progress()
 	if err != nil {
 		return nil, nil, err
@@ -293,6 +315,9 @@ func (s *Setup) accept(m Message) (err error) {
 		}
 	} else if m.To != "" {
 		return perr(m.From, m.Kind, "broadcast kind sent point to point")
+	}
+	if s.presetSeed && (m.Kind == KindCRSCommit || m.Kind == KindCRSReveal) {
+		return perr(m.From, m.Kind, "no commit-reveal round: the CRS seed comes from the consortium's threshold signature")
 	}
 	switch m.Kind {
 	case KindCRSCommit:

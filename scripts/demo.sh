@@ -25,7 +25,7 @@ echo "== building"
 go build -o "$BIN/" ./cmd/mpcnode ./cmd/mpcctl
 
 echo "== a consortium of 3 parties, threshold 2, in \$DEMO=$DIR"
-run "$BIN/mpcctl" consortium init --dir "$DIR" --parties 3 --threshold 2 --base-port "$BASE_PORT" \
+run "$BIN/mpcctl" consortium init --dir "$DIR" --parties 3 --threshold 2 --base-port "$BASE_PORT" --fast-blocks \
   --dataset 'patients=configs/sample/patients-party-{i}.csv'
 
 echo

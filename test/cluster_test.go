@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -69,18 +70,21 @@ type cluster struct {
 	analyst string
 }
 
-// freeBasePort finds n consecutive free TCP ports on loopback.
+// freeBasePort finds a base port whose three ranges of n ports (gRPC,
+// chain p2p at +100, chain RPC at +200) are free on loopback.
 func freeBasePort(t testing.TB, n int) int {
 	for try := 0; try < 50; try++ {
 		base := 20000 + rand.IntN(30000)
 		ok := true
-		for i := 0; i < n && ok; i++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				continue
+		for _, off := range []int{0, 100, 200} {
+			for i := 0; i < n && ok; i++ {
+				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+off+i))
+				if err != nil {
+					ok = false
+					continue
+				}
+				l.Close()
 			}
-			l.Close()
 		}
 		if ok {
 			return base
@@ -95,7 +99,7 @@ func newCluster(t testing.TB, n, threshold int, params string) *cluster {
 	c := &cluster{t: t, dir: t.TempDir(), n: n}
 	c.analyst = filepath.Join(c.dir, "analyst.yaml")
 	args := []string{"consortium", "init", "--dir", c.dir, "--parties", fmt.Sprint(n), "--threshold", fmt.Sprint(threshold),
-		"--base-port", fmt.Sprint(freeBasePort(t, n)),
+		"--base-port", fmt.Sprint(freeBasePort(t, n)), "--fast-blocks",
 		"--dataset", "patients=" + filepath.Join(repoRoot(), "configs/sample/patients-party-{i}.csv")}
 	if params != "" {
 		args = append(args, "--parameters", params)
@@ -109,6 +113,11 @@ func newCluster(t testing.TB, n, threshold int, params string) *cluster {
 	t.Cleanup(c.stopAll)
 	c.waitReachable(n)
 	return c
+}
+
+// exited reports whether party i+1's process has ended (without reaping it).
+func (c *cluster) exited(i int) bool {
+	return c.nodes[i].Process.Signal(syscall.Signal(0)) != nil
 }
 
 func (c *cluster) partyConfig(i int) string {
@@ -217,6 +226,11 @@ func (c *cluster) waitReachable(want int) {
 		}
 		if err == nil && up >= want {
 			return
+		}
+		for i, cmd := range c.nodes {
+			if cmd != nil && cmd.ProcessState == nil && c.exited(i) {
+				c.t.Fatalf("party-%d exited:\n%s", i+1, c.logs[i].String())
+			}
 		}
 		if time.Now().After(deadline) {
 			c.t.Fatalf("only %d of %d parties reachable after 60s (last error: %v)", up, want, err)

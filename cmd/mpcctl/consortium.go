@@ -70,6 +70,7 @@ PATTERN is replaced by the party's number (1..N).`,
 	f.IntVar(&opts.BasePort, "base-port", 7401, "party i listens on base-port+i-1")
 	f.StringVar(&opts.Host, "host", "127.0.0.1", "host the parties listen on")
 	f.StringVar(&opts.Parameters, "parameters", "", "parameter set (default ckks-n14)")
+	f.BoolVar(&opts.FastBlocks, "fast-blocks", false, "commit chain blocks as fast as loopback allows (local demos and tests)")
 	f.StringArrayVar(&datasets, "dataset", nil, "NAME=PATTERN: a CSV dataset per party ({i} = party number)")
 	_ = initCmd.MarkFlagRequired("dir")
 	cmd.AddCommand(initCmd)

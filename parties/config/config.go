@@ -82,6 +82,22 @@ type Timeouts struct {
 	Session time.Duration `mapstructure:"session" yaml:"session"`
 }
 
+// Ledger says where the node records its audit trail. In "embedded" mode
+// (the default) the node runs a CometBFT validator in process, with its
+// home directory, keys and listen addresses below; in "remote" mode it
+// submits to an existing chain through the RPC address Remote.
+type Ledger struct {
+	Mode             string `mapstructure:"mode" yaml:"mode"`
+	Home             string `mapstructure:"home" yaml:"home,omitempty"`
+	P2PListen        string `mapstructure:"p2p_listen" yaml:"p2p_listen,omitempty"`
+	RPCListen        string `mapstructure:"rpc_listen" yaml:"rpc_listen,omitempty"`
+	Peers            string `mapstructure:"peers" yaml:"peers,omitempty"` // comma-separated nodeid@host:port
+	NodeKeyFile      string `mapstructure:"node_key_file" yaml:"node_key_file,omitempty"`
+	ValidatorKeyFile string `mapstructure:"validator_key_file" yaml:"validator_key_file,omitempty"`
+	Remote           string `mapstructure:"remote" yaml:"remote,omitempty"`
+	FastBlocks       bool   `mapstructure:"fast_blocks" yaml:"fast_blocks,omitempty"`
+}
+
 // Party is a party node's configuration.
 type Party struct {
 	ID         string             `mapstructure:"id" yaml:"id"`
@@ -94,6 +110,7 @@ type Party struct {
 	Datasets   map[string]Dataset `mapstructure:"datasets" yaml:"datasets,omitempty"`
 	Log        Logging            `mapstructure:"log" yaml:"log"`
 	Timeouts   Timeouts           `mapstructure:"timeouts" yaml:"timeouts"`
+	Ledger     Ledger             `mapstructure:"ledger" yaml:"ledger"`
 
 	path string
 }
@@ -135,16 +152,26 @@ var partySchema = schema{
 	defaults: map[string]any{
 		"id": nil, "listen": nil, "data_dir": DefaultDataDir, "consortium": nil,
 		"tls.ca": nil, "tls.cert": nil, "tls.key": nil,
-		"identity.key_file":        nil,
-		"keystore.passphrase_env":  DefaultPassphraseEnv,
-		"keystore.passphrase_file": nil,
-		"log.level":                DefaultLogLevel,
-		"log.format":               DefaultLogFormat,
-		"timeouts.peer":            DefaultPeerTimeout,
-		"timeouts.session":         DefaultSessionTimeout,
+		"identity.key_file":         nil,
+		"keystore.passphrase_env":   DefaultPassphraseEnv,
+		"keystore.passphrase_file":  nil,
+		"log.level":                 DefaultLogLevel,
+		"log.format":                DefaultLogFormat,
+		"timeouts.peer":             DefaultPeerTimeout,
+		"timeouts.session":          DefaultSessionTimeout,
+		"ledger.mode":               "embedded",
+		"ledger.home":               nil,
+		"ledger.p2p_listen":         nil,
+		"ledger.rpc_listen":         nil,
+		"ledger.peers":              nil,
+		"ledger.node_key_file":      nil,
+		"ledger.validator_key_file": nil,
+		"ledger.remote":             nil,
+		"ledger.fast_blocks":        false,
 	},
-	paths:    []string{"data_dir", "consortium", "tls.ca", "tls.cert", "tls.key", "identity.key_file", "keystore.passphrase_file"},
-	sections: map[string]bool{"tls": true, "identity": true, "keystore": true, "log": true, "timeouts": true, "datasets": true},
+	paths: []string{"data_dir", "consortium", "tls.ca", "tls.cert", "tls.key", "identity.key_file", "keystore.passphrase_file",
+		"ledger.home", "ledger.node_key_file", "ledger.validator_key_file"},
+	sections: map[string]bool{"tls": true, "identity": true, "keystore": true, "log": true, "timeouts": true, "datasets": true, "ledger": true},
 	open:     map[string]bool{"datasets": true},
 }
 
@@ -469,6 +496,29 @@ func LoadParty(path string, flags *pflag.FlagSet) (*Party, error) {
 	if p.Timeouts.Session <= 0 {
 		return nil, l.errf("timeouts.session", "%v must be positive", p.Timeouts.Session)
 	}
+	p.Ledger.Home = l.resolve("ledger.home", p.Ledger.Home)
+	p.Ledger.NodeKeyFile = l.resolve("ledger.node_key_file", p.Ledger.NodeKeyFile)
+	p.Ledger.ValidatorKeyFile = l.resolve("ledger.validator_key_file", p.Ledger.ValidatorKeyFile)
+	switch p.Ledger.Mode {
+	case "embedded":
+		for key, val := range map[string]string{"ledger.home": p.Ledger.Home, "ledger.node_key_file": p.Ledger.NodeKeyFile,
+			"ledger.validator_key_file": p.Ledger.ValidatorKeyFile} {
+			if err := l.required(key, val); err != nil {
+				return nil, err
+			}
+		}
+		for key, val := range map[string]string{"ledger.p2p_listen": p.Ledger.P2PListen, "ledger.rpc_listen": p.Ledger.RPCListen} {
+			if err := l.hostPort(key, val); err != nil {
+				return nil, err
+			}
+		}
+	case "remote":
+		if err := l.hostPort("ledger.remote", p.Ledger.Remote); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, l.errf("ledger.mode", "%q is not one of embedded, remote", p.Ledger.Mode)
+	}
 	return &p, nil
 }
 
@@ -519,5 +569,6 @@ func DefaultParty() Party {
 		Keystore: KeystoreSource{PassphraseEnv: DefaultPassphraseEnv},
 		Log:      Logging{Level: DefaultLogLevel, Format: DefaultLogFormat},
 		Timeouts: Timeouts{Peer: DefaultPeerTimeout, Session: DefaultSessionTimeout},
+		Ledger:   Ledger{Mode: "embedded"},
 	}
 }

@@ -47,6 +47,12 @@ datasets:
     csv: p1/patients.csv
 timeouts:
   peer: 3s
+ledger:
+  home: p1/chain
+  p2p_listen: 127.0.0.1:26656
+  rpc_listen: 127.0.0.1:26657
+  node_key_file: p1/chain/node_key.sealed
+  validator_key_file: p1/chain/validator_key.sealed
 `
 
 func TestLoadParty(t *testing.T) {
@@ -147,6 +153,9 @@ func TestErrors(t *testing.T) {
 		{"bad level", good + "log:\n  level: loud\n", []string{`"log.level"`, "loud"}},
 		{"bad yaml", "id: [", []string{"not valid YAML"}},
 		{"bad timeout", strings.Replace(good, "peer: 3s", "peer: -1s", 1), []string{`"timeouts.peer"`}},
+		{"bad ledger mode", strings.Replace(good, "ledger:\n", "ledger:\n  mode: sideways\n", 1), []string{`"ledger.mode"`}},
+		{"missing ledger home", strings.Replace(good, "  home: p1/chain\n", "", 1), []string{`"ledger.home"`}},
+		{"bad rpc listen", strings.Replace(good, "127.0.0.1:26657", "rpc", 1), []string{`"ledger.rpc_listen"`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -205,6 +214,7 @@ func TestSaveRoundTrip(t *testing.T) {
 	p.TLS = TLSFiles{CA: "ca.pem", Cert: "p1/tls.pem", Key: "p1/tls-key.pem"}
 	p.Identity.KeyFile = "p1/identity.key"
 	p.Datasets = map[string]Dataset{"patients": {CSV: "p1/patients.csv"}}
+	p.Ledger = Ledger{Mode: "remote", Remote: "127.0.0.1:26657"}
 	out := filepath.Join(dir, "saved.yaml")
 	if err := SaveParty(out, &p); err != nil {
 		t.Fatal(err)

@@ -36,6 +36,19 @@ type Member struct {
 	IdentityKey string `yaml:"identity_key"`
 	// CertFingerprint is the hex SHA-256 of the member's TLS certificate (DER).
 	CertFingerprint string `yaml:"cert_fingerprint"`
+	// Validator of the consortium chain (parties only): its CometBFT p2p
+	// node id and address, and its RPC address, which auditors' light
+	// clients use as primary and witnesses.
+	NodeID     string `yaml:"node_id,omitempty"`
+	P2PAddress string `yaml:"p2p_address,omitempty"`
+	RPCAddress string `yaml:"rpc_address,omitempty"`
+}
+
+// Chain is the consortium's audit chain: its id and genesis (JSON), the
+// trust anchor of every receipt.
+type Chain struct {
+	ID      string `yaml:"id"`
+	Genesis string `yaml:"genesis"`
 }
 
 // Consortium is the content of the consortium file.
@@ -47,6 +60,18 @@ type Consortium struct {
 	// CACert is the consortium CA certificate, PEM, inline.
 	CACert  string   `yaml:"ca_cert"`
 	Members []Member `yaml:"members"`
+	Chain   *Chain   `yaml:"chain,omitempty"`
+}
+
+// RPCAddresses lists the chain RPC addresses of the parties, sorted by id.
+func (c *Consortium) RPCAddresses() []string {
+	var out []string
+	for _, m := range c.Parties() {
+		if m.RPCAddress != "" {
+			out = append(out, m.RPCAddress)
+		}
+	}
+	return out
 }
 
 // Load reads and validates a consortium file. Unknown keys are errors.

@@ -1,6 +1,7 @@
 package consortium
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,10 +10,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
+	"github.com/synod-mpc/synod/ledger"
 	"github.com/synod-mpc/synod/parties/config"
 	"github.com/synod-mpc/synod/parties/identity"
 	"github.com/synod-mpc/synod/parties/keystore"
@@ -39,7 +43,7 @@ type InitOptions struct {
 	Parties   int
 	Threshold int
 	Host      string // default 127.0.0.1
-	BasePort  int    // default 7401: party i listens on BasePort+i-1
+	BasePort  int    // default 7401: party i listens on BasePort+i-1, its chain p2p on BasePort+100+i-1, its chain RPC on BasePort+200+i-1
 	Analysts  []string
 	// Parameters names the engine parameter set; default "ckks-n14".
 	Parameters string
@@ -47,6 +51,9 @@ type InitOptions struct {
 	// party's config. A relative path is taken relative to the working
 	// directory and written relative to Dir. May be nil.
 	Datasets map[string]map[string]string
+	// FastBlocks makes the chain commit blocks as fast as loopback allows
+	// (tests and demos on one machine).
+	FastBlocks bool
 }
 
 // Init creates a complete consortium in opts.Dir:
@@ -80,8 +87,11 @@ func Init(opts InitOptions) error {
 	if opts.BasePort == 0 {
 		opts.BasePort = DefaultPort
 	}
-	if opts.BasePort < 1 || opts.BasePort+opts.Parties-1 > 65535 {
-		return fmt.Errorf("consortium init: base port %d: ports %d-%d out of range", opts.BasePort, opts.BasePort, opts.BasePort+opts.Parties-1)
+	if opts.BasePort < 1 || opts.BasePort+ChainRPCPortOffset+opts.Parties-1 > 65535 {
+		return fmt.Errorf("consortium init: base port %d: ports %d-%d out of range", opts.BasePort, opts.BasePort, opts.BasePort+ChainRPCPortOffset+opts.Parties-1)
+	}
+	if opts.Parties > ChainP2PPortOffset {
+		return fmt.Errorf("consortium init: at most %d parties on one host", ChainP2PPortOffset)
 	}
 	if opts.Analysts == nil {
 		opts.Analysts = []string{DefaultAnalyst}
@@ -139,6 +149,28 @@ func Init(opts InitOptions) error {
 
 	c := &Consortium{Name: opts.Name, Threshold: opts.Threshold, Parameters: opts.Parameters, CACert: string(caCert)}
 	addr := func(i int) string { return net.JoinHostPort(opts.Host, strconv.Itoa(opts.BasePort+i)) }
+	p2pAddr := func(i int) string {
+		return net.JoinHostPort(opts.Host, strconv.Itoa(opts.BasePort+ChainP2PPortOffset+i))
+	}
+	rpcAddr := func(i int) string {
+		return net.JoinHostPort(opts.Host, strconv.Itoa(opts.BasePort+ChainRPCPortOffset+i))
+	}
+
+	// Every party is a validator of the consortium chain, with equal power.
+	validators := map[string]ledger.ValidatorFiles{}
+	for _, id := range partyIDs {
+		v, err := ledger.GenerateValidator()
+		if err != nil {
+			return fmt.Errorf("consortium init: %s: %w", id, err)
+		}
+		validators[id] = v
+	}
+	chainID := opts.Name + "-chain"
+	genesis, err := ledger.Genesis(chainID, validators)
+	if err != nil {
+		return fmt.Errorf("consortium init: %w", err)
+	}
+	c.Chain = &Chain{ID: chainID, Genesis: string(genesis)}
 
 	// Members are created concurrently: sealing each identity key costs a
 	// deliberately slow scrypt derivation (32 MiB each, so at most 4 at once).
@@ -172,16 +204,42 @@ func Init(opts InitOptions) error {
 		}
 	}
 
+	var peers []string
+	for i, id := range partyIDs {
+		peers = append(peers, validators[id].NodeID+"@"+p2pAddr(i))
+	}
 	for i, id := range partyIDs {
 		m, files := made[i].m, made[i].files
 		m.Address = addr(i)
+		m.NodeID, m.P2PAddress, m.RPCAddress = validators[id].NodeID, p2pAddr(i), rpcAddr(i)
 		c.Members = append(c.Members, m)
+		pass, err := os.ReadFile(filepath.Join(opts.Dir, files.passphrase))
+		if err != nil {
+			return fmt.Errorf("consortium init: %w", err)
+		}
+		pass = bytes.TrimSpace(pass)
+		chainDir := id + "/chain"
+		if err := os.MkdirAll(filepath.Join(opts.Dir, chainDir), 0o700); err != nil {
+			return fmt.Errorf("consortium init: %w", err)
+		}
+		if err := keystore.WriteFile(filepath.Join(opts.Dir, chainDir, "node_key.sealed"), pass, validators[id].NodeKey, NodeKeyLabel); err != nil {
+			return fmt.Errorf("consortium init: %s: %w", id, err)
+		}
+		if err := keystore.WriteFile(filepath.Join(opts.Dir, chainDir, "validator_key.sealed"), pass, validators[id].PrivValidatorKey, ValidatorKeyLabel); err != nil {
+			return fmt.Errorf("consortium init: %s: %w", id, err)
+		}
 		p := config.DefaultParty()
 		p.ID, p.Listen, p.Consortium = id, m.Address, FileName
 		p.DataDir = id + "/data"
 		p.TLS = files.tls
 		p.Identity.KeyFile = files.identity
 		p.Keystore.PassphraseFile = files.passphrase
+		p.Ledger = config.Ledger{
+			Mode: "embedded", Home: chainDir, P2PListen: p2pAddr(i), RPCListen: rpcAddr(i),
+			NodeKeyFile: chainDir + "/node_key.sealed", ValidatorKeyFile: chainDir + "/validator_key.sealed",
+			Peers:      strings.Join(slices.DeleteFunc(slices.Clone(peers), func(s string) bool { return strings.HasPrefix(s, validators[id].NodeID+"@") }), ","),
+			FastBlocks: opts.FastBlocks,
+		}
 		names := make([]string, 0, len(opts.Datasets))
 		for ds := range opts.Datasets {
 			names = append(names, ds)
@@ -230,6 +288,15 @@ func Init(opts InitOptions) error {
 	}
 	return nil
 }
+
+// Chain ports are offsets from the base port; keystore labels of the
+// sealed chain keys.
+const (
+	ChainP2PPortOffset = 100
+	ChainRPCPortOffset = 200
+	NodeKeyLabel       = "ledger-node-key"
+	ValidatorKeyLabel  = "ledger-validator-key"
+)
 
 // memberFiles are a member's file paths, relative to the consortium dir.
 type memberFiles struct {

@@ -22,6 +22,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
+	"github.com/synod-mpc/synod/ledger"
 	"github.com/synod-mpc/synod/parties/config"
 	"github.com/synod-mpc/synod/parties/consortium"
 	"github.com/synod-mpc/synod/parties/datasource"
@@ -55,6 +56,10 @@ type Node struct {
 
 	grpc   *grpc.Server
 	health *health.Server
+
+	chain    ledger.Client // the consortium chain
+	embedded *ledger.Embedded
+	app      *ledger.App
 }
 
 // New loads everything a node needs and refuses to start on anything wrong:
@@ -142,6 +147,10 @@ func (n *Node) Serve(ctx context.Context) error {
 		return err
 	}
 	n.grpc, n.health = srv, hs
+	if err := n.startLedger(); err != nil {
+		return err
+	}
+	defer n.stopLedger()
 	synodv1.RegisterPeerServer(srv, n)
 	synodv1.RegisterAnalystServer(srv, n)
 	l, err := transport.Listen(n.cfg.Listen)
