@@ -100,11 +100,12 @@ func demoSpec() *synodv1.QuerySpec {
 	}
 }
 
-// TestConsortium runs the whole life of a 3-party, threshold-2 consortium:
-// setup, a query checked against plaintext, refusals, a query with one party
-// down, and the refusal to release anything below the threshold.
+// TestConsortium runs the whole life of a 4-party, threshold-2 consortium
+// (4 validators: the chain survives one down): setup, a query checked
+// against plaintext, refusals, a query with one party down, and the refusal
+// to release anything below the threshold.
 func TestConsortium(t *testing.T) {
-	c := newCluster(t, 3, 2, "")
+	c := newCluster(t, 4, 2, "")
 
 	t.Run("query before setup is refused", func(t *testing.T) {
 		_, err := c.query(demoQuery...)
@@ -136,7 +137,7 @@ func TestConsortium(t *testing.T) {
 	})
 
 	t.Run("secrets are sealed at rest", func(t *testing.T) {
-		for i := 1; i <= 3; i++ {
+		for i := 1; i <= 4; i++ {
 			dir := filepath.Join(c.dir, "party-"+string(rune('0'+i)), "data")
 			b, err := os.ReadFile(filepath.Join(dir, "setup-secret.sealed"))
 			if err != nil {
@@ -157,8 +158,8 @@ func TestConsortium(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(q.Contributors, []string{"party-1", "party-2", "party-3"}) {
-			t.Fatalf("contributors %v, want all three", q.Contributors)
+		if !slices.Equal(q.Contributors, []string{"party-1", "party-2", "party-3", "party-4"}) {
+			t.Fatalf("contributors %v, want all four", q.Contributors)
 		}
 		if len(q.KeySwitchers) != 2 {
 			t.Fatalf("key switched by %v, want 2 parties", q.KeySwitchers)
@@ -258,18 +259,19 @@ func TestConsortium(t *testing.T) {
 	})
 
 	t.Run("one party down: t of N still answer", func(t *testing.T) {
-		c.stop(3)
+		c.stop(4)
 		q, err := c.query(demoQuery...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(q.Contributors, []string{"party-1", "party-2"}) {
-			t.Fatalf("contributors %v, want party-1 and party-2", q.Contributors)
+		if !slices.Equal(q.Contributors, []string{"party-1", "party-2", "party-3"}) {
+			t.Fatalf("contributors %v, want party-1, party-2 and party-3", q.Contributors)
 		}
 		checkAgainstPlaintext(t, q, demoSpec())
 	})
 
 	t.Run("below the threshold nothing is released", func(t *testing.T) {
+		c.stop(3)
 		c.stop(2)
 		_, err := c.query(demoQuery...)
 		if err == nil || !strings.Contains(err.Error(), "threshold is 2") || !strings.Contains(err.Error(), "nothing was released") {

@@ -17,6 +17,7 @@ import (
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
 	"github.com/synod-mpc/synod/engine"
+	"github.com/synod-mpc/synod/ledger"
 	"github.com/synod-mpc/synod/parties/query"
 	"github.com/synod-mpc/synod/parties/wire"
 	"github.com/synod-mpc/synod/protocols"
@@ -42,10 +43,12 @@ type coordSession struct {
 	stagesSeen map[string]bool
 
 	// query sessions
-	analyst string
-	spec    *synodv1.QuerySpec
-	result  *queryResult
-	err     error
+	analyst    string
+	spec       *synodv1.QuerySpec
+	started    time.Time
+	approvalTx []byte
+	result     *queryResult
+	err        error
 }
 
 type relayFailure struct {
@@ -166,7 +169,7 @@ func (cs *coordSession) receive(env *synodv1.Envelope) error {
 		}
 		return cs.toInbox(env)
 	}
-	if !strings.HasPrefix(kind, "setup.") {
+	if !strings.HasPrefix(kind, "setup.") && !strings.HasPrefix(kind, "dkg.") {
 		return fmt.Errorf("session %s: unknown message kind %q", cs.id, kind)
 	}
 	cs.observeSetup(env)
@@ -238,6 +241,10 @@ func (cs *coordSession) post(to, kind string, payload []byte) error {
 }
 
 var setupStages = map[protocols.Kind][2]string{
+	protocols.KindDKGPub:    {"dkg", "distributed key generation of the consortium threshold-BLS key (Pedersen)"},
+	protocols.KindDKGDeal:   {"dkg", "DKG deals, end-to-end encrypted"},
+	protocols.KindDKGDone:   {"dkg", "parties comparing their DKG results"},
+	kindSetupBeacon:         {"crs", "CRS seed from the consortium's threshold signature of the session"},
 	protocols.KindCRSCommit: {"crs", "agreeing on the CRS seed (commit, then reveal)"},
 	protocols.KindCKGShare:  {"public-key", "collective public key shares"},
 	protocols.KindRKGRound1: {"relinearization-key", "relinearization key, round 1 of 2"},
@@ -434,7 +441,7 @@ func (n *Node) runQuery(ctx context.Context, analyst string, spec *synodv1.Query
 			len(ready), len(n.parties), strings.Join(ready, ", "), n.cons.Threshold)
 	}
 	cs := n.newCoordSession(context.Background(), ready)
-	cs.analyst, cs.spec = analyst, spec
+	cs.analyst, cs.spec, cs.started = analyst, spec, time.Now().UTC()
 	go cs.coordinateQuery(st, target)
 	return cs, nil
 }
@@ -448,15 +455,26 @@ func (cs *coordSession) coordinateQuery(st *keyState, target *rlwe.PublicKey) {
 		cs.finish(err)
 		return
 	}
-	for _, p := range cs.participants {
-		if err := cs.post(p, kindQueryRequest, specBytes); err != nil {
+	cert, approvers, approvalTx, err := cs.approve(st, specBytes)
+	if err != nil {
+		cs.finish(err)
+		return
+	}
+	cs.approvalTx = approvalTx
+	request, err := json.Marshal(queryRequest{Spec: specBytes, Analyst: cs.analyst, Certificate: cert})
+	if err != nil {
+		cs.finish(err)
+		return
+	}
+	for _, p := range approvers {
+		if err := cs.post(p, kindQueryRequest, request); err != nil {
 			cs.finish(&partyFault{p, err})
 			return
 		}
 	}
 	cs.event("inputs", "", "waiting for encrypted inputs")
 	inputs := map[string]*rlwe.Ciphertext{}
-	active := slices.Clone(cs.participants)
+	active := slices.Clone(approvers)
 	stageTimeout := time.After(2 * n.cfg.Timeouts.Peer)
 	for len(inputs) < len(active) {
 		select {
@@ -530,6 +548,23 @@ func (cs *coordSession) coordinateQuery(st *keyState, target *rlwe.PublicKey) {
 	}
 	cs.mu.Lock()
 	meta.Transcript = slices.Clone(cs.transcript)
+	cs.mu.Unlock()
+	// The transcript is on the chain before the result leaves the coordinator.
+	rec := transcriptRecord{Analyst: cs.analyst, Parameters: params.Name, SpecDigest: hex.EncodeToString(digest(specBytes)),
+		ApprovalTx: hex.EncodeToString(cs.approvalTx), SetupID: st.Meta.Session, Participants: cs.participants,
+		Contributors: contributors, KeySwitchers: group, ResultDigest: hex.EncodeToString(digest(ctBytes)),
+		Started: cs.started, Finished: time.Now().UTC()}
+	for _, h := range meta.Transcript {
+		rec.Messages = append(rec.Messages, hex.EncodeToString(h))
+	}
+	receipt, err := n.record(cs.ctx, ledger.KindTranscript, cs.id, rec)
+	if err != nil {
+		cs.finish(fmt.Errorf("%w; nothing was released", err))
+		return
+	}
+	meta.Receipt = &synodv1.Receipt{Height: receipt.Height, TxHash: receipt.TxHash, ApprovalTxHash: cs.approvalTx, SetupSession: st.Meta.Session}
+	cs.event("ledger", "", "transcript recorded at height %d (tx %X)", receipt.Height, receipt.TxHash)
+	cs.mu.Lock()
 	cs.result = &queryResult{meta: meta, ciphertext: ctBytes}
 	cs.mu.Unlock()
 	cs.finish(nil)
@@ -614,4 +649,85 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 			}
 		}
 	}
+}
+
+// approve proposes the query to every participant, collects partial
+// threshold signatures until t approve (refusals are reported with their
+// reasons), and commits the approval certificate to the chain before any
+// party encrypts anything. It returns the certificate, the approving
+// parties and the approval's tx hash.
+func (cs *coordSession) approve(st *keyState, specBytes []byte) ([]byte, []string, []byte, error) {
+	n := cs.n
+	msg := protocols.ApprovalMessage(cs.id, cs.analyst, digest(specBytes))
+	col, err := protocols.NewApprovalCollector(st.DKG.Public, n.cons.Threshold, len(n.parties), msg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := col.ExpectParties(partyIDs(n.parties)); err != nil {
+		return nil, nil, nil, err
+	}
+	proposal, err := json.Marshal(queryProposal{Spec: specBytes, Analyst: cs.analyst})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, p := range cs.participants {
+		if err := cs.post(p, kindQueryPropose, proposal); err != nil {
+			return nil, nil, nil, &partyFault{p, err}
+		}
+	}
+	cs.event("approval", "", "query proposed to %s", strings.Join(cs.participants, ", "))
+	var approvers []string
+	refusals := map[string]string{}
+	timeout := time.After(2 * n.cfg.Timeouts.Peer)
+	for len(approvers)+len(refusals) < len(cs.participants) {
+		select {
+		case <-cs.ctx.Done():
+			return nil, nil, nil, fmt.Errorf("approval timed out")
+		case <-timeout:
+			break
+		case f := <-cs.failures:
+			refusals[f.party] = fmt.Sprintf("unreachable: %v", f.err)
+			continue
+		case env := <-cs.inbox:
+			switch env.GetKind() {
+			case kindQueryApprove:
+				if _, err := col.Add(protocols.PartyID(env.GetFrom()), env.GetPayload()); err != nil {
+					return nil, nil, nil, &partyFault{env.GetFrom(), fmt.Errorf("bad approval signature: %w", err)}
+				}
+				approvers = append(approvers, env.GetFrom())
+				cs.event("approval", env.GetFrom(), "%s approved", env.GetFrom())
+			case kindQueryRefused:
+				refusals[env.GetFrom()] = string(env.GetPayload())
+				cs.event("approval", env.GetFrom(), "%s refused: %s", env.GetFrom(), env.GetPayload())
+			case kindSessionError:
+				return nil, nil, nil, sessionFailure(env)
+			default:
+				return nil, nil, nil, &partyFault{env.GetFrom(), fmt.Errorf("unexpected %s during approval", env.GetKind())}
+			}
+			continue
+		}
+		break
+	}
+	if col.Certificate() == nil {
+		var why []string
+		for _, p := range slices.Sorted(mapsKeys(refusals)) {
+			why = append(why, fmt.Sprintf("party %s refused: %s", p, refusals[p]))
+		}
+		return nil, nil, nil, fmt.Errorf("%d of %d approvals, the threshold is %d; nothing was released (%s)",
+			len(approvers), len(cs.participants), n.cons.Threshold, strings.Join(why, "; "))
+	}
+	cert := col.Certificate()
+	var signers []string
+	for _, p := range col.Signers() {
+		signers = append(signers, string(p))
+	}
+	rec := approvalRecord{Analyst: cs.analyst, Spec: hex.EncodeToString(specBytes), SpecDigest: hex.EncodeToString(digest(specBytes)),
+		Certificate: hex.EncodeToString(cert), Signers: signers, SetupID: st.Meta.Session}
+	receipt, err := n.record(cs.ctx, ledger.KindApproval, cs.id, rec)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w; nothing was released", err)
+	}
+	cs.event("ledger", "", "approval certificate (signed by %s) recorded at height %d", strings.Join(signers, ", "), receipt.Height)
+	slices.Sort(approvers)
+	return cert, approvers, receipt.TxHash, nil
 }

@@ -1,15 +1,20 @@
 package node
 
 import (
+	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
 	"github.com/synod-mpc/synod/engine"
+	"github.com/synod-mpc/synod/ledger"
 	"github.com/synod-mpc/synod/parties/query"
 	"github.com/synod-mpc/synod/protocols"
 )
@@ -17,7 +22,10 @@ import (
 // Message kinds the node runtime adds around the protocols' own.
 const (
 	kindSetupStart       = "setup.start"       // coordinator → party: setupStart
-	kindQueryRequest     = "query.request"     // coordinator → data party: QuerySpec
+	kindSetupBeacon      = "setup.beacon"      // party → all: partial BLS signature of the session (CRS beacon)
+	kindQueryPropose     = "query.propose"     // coordinator → party: queryProposal
+	kindQueryApprove     = "query.approve"     // party → coordinator: partial BLS signature of the approval message
+	kindQueryRequest     = "query.request"     // coordinator → data party: queryRequest (spec + certificate)
 	kindQueryInput       = "query.input"       // party → coordinator: ciphertext of partial sums
 	kindQueryRefused     = "query.refused"     // party → coordinator: reason
 	kindKeySwitchRequest = "keyswitch.request" // coordinator → group member
@@ -43,9 +51,15 @@ type partySession struct {
 	stop        sync.Once
 	done        chan struct{}
 
+	// setup: DKG, then the beacon (CRS seed), then key generation.
+	dkg        *protocols.DKG
+	dkgResult  *protocols.DKGResult
+	beacon     *protocols.ApprovalCollector
+	crsSeed    []byte
 	setup      *protocols.Setup
 	setupStart setupStart
-	queried    bool // a query.request was answered: key switching is allowed
+	early      []*synodv1.Envelope // setup messages that arrived before their stage
+	queried    bool                // a certified query.request was answered: key switching is allowed
 }
 
 func (ps *partySession) close() { ps.stop.Do(func() { close(ps.done) }) }
@@ -57,7 +71,7 @@ func (n *Node) partyReceive(env *synodv1.Envelope) error {
 	ps := n.sessions[env.GetSession()]
 	if ps == nil {
 		switch env.GetKind() {
-		case kindSetupStart, kindQueryRequest:
+		case kindSetupStart, kindQueryPropose:
 			if env.GetTo() != n.cfg.ID {
 				n.mu.Unlock()
 				return fmt.Errorf("%s must be addressed to this party", env.GetKind())
@@ -72,7 +86,7 @@ func (n *Node) partyReceive(env *synodv1.Envelope) error {
 	}
 	n.mu.Unlock()
 	switch env.GetKind() {
-	case kindSetupStart, kindQueryRequest, kindKeySwitchRequest, kindSessionAbort:
+	case kindSetupStart, kindQueryPropose, kindQueryRequest, kindKeySwitchRequest, kindSessionAbort:
 		if env.GetFrom() != ps.coordinator {
 			return fmt.Errorf("%s from %s, but %s coordinates session %s", env.GetKind(), env.GetFrom(), ps.coordinator, ps.id)
 		}
@@ -139,41 +153,194 @@ func (n *Node) partyStep(ps *partySession, env *synodv1.Envelope) (bool, error) 
 		return true, nil
 	case kindSetupStart:
 		return false, n.startSetup(ps, env)
+	case kindQueryPropose:
+		return false, n.answerProposal(ps, env)
 	case kindQueryRequest:
 		return false, n.answerQuery(ps, env)
 	case kindKeySwitchRequest:
 		return false, n.answerKeySwitch(ps, env)
 	}
-	if ps.setup == nil {
-		return false, fmt.Errorf("%s from %s outside a setup session", env.GetKind(), env.GetFrom())
-	}
-	out, err := ps.setup.Step(wireMessage(env))
-	if err != nil {
+	if err := n.setupStep(ps, env); err != nil {
 		return false, err
+	}
+	if ps.setup == nil || !ps.setup.Done() {
+		return false, nil
+	}
+	return true, n.finishSetup(ps)
+}
+
+// setupStep feeds one message to the stage of the setup it belongs to,
+// holding messages that arrive before this party reached their stage.
+func (n *Node) setupStep(ps *partySession, env *synodv1.Envelope) error {
+	if ps.dkg == nil {
+		return fmt.Errorf("%s from %s outside a setup session", env.GetKind(), env.GetFrom())
+	}
+	kind := env.GetKind()
+	var out []protocols.Message
+	var err error
+	switch {
+	case strings.HasPrefix(kind, "dkg."):
+		out, err = ps.dkg.Step(wireMessage(env))
+	case kind == kindSetupBeacon:
+		if ps.beacon == nil {
+			ps.early = append(ps.early, env)
+			return nil
+		}
+		err = n.addBeaconPartial(ps, protocols.PartyID(env.GetFrom()), env.GetPayload())
+	case strings.HasPrefix(kind, "setup."):
+		if ps.setup == nil {
+			ps.early = append(ps.early, env)
+			return nil
+		}
+		out, err = ps.setup.Step(wireMessage(env))
+	default:
+		return fmt.Errorf("unexpected %s from %s during setup", kind, env.GetFrom())
+	}
+	if err != nil {
+		return err
 	}
 	for _, m := range out {
 		if err := n.send(ps, m); err != nil {
-			return false, fmt.Errorf("send %s: %w", m.Kind, err)
+			return fmt.Errorf("send %s: %w", m.Kind, err)
 		}
 	}
-	if !ps.setup.Done() {
-		return false, nil
+	// Stage transitions: DKG done → sign the beacon; beacon done → keys.
+	if ps.dkg.Done() && ps.beacon == nil {
+		if err := n.startBeacon(ps); err != nil {
+			return err
+		}
+		return n.replayEarly(ps)
 	}
+	if ps.crsSeed != nil && ps.setup == nil {
+		if err := n.startKeygen(ps); err != nil {
+			return err
+		}
+		return n.replayEarly(ps)
+	}
+	return nil
+}
+
+func (n *Node) replayEarly(ps *partySession) error {
+	early := ps.early
+	ps.early = nil
+	for _, env := range early {
+		if err := n.setupStep(ps, env); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startBeacon signs the session with this party's share of the new
+// consortium BLS key; t such signatures make the CRS seed, which no single
+// party (nor the coordinator) can choose or predict.
+func (n *Node) startBeacon(ps *partySession) error {
+	ps.dkgResult = ps.dkg.Result()
+	msg := protocols.BeaconMessage(ps.id)
+	col, err := protocols.NewApprovalCollector(ps.dkgResult.Public, ps.setupStart.Threshold, len(ps.setupStart.Parties), msg)
+	if err != nil {
+		return err
+	}
+	if err := col.ExpectParties(partyIDs(ps.setupStart.Parties)); err != nil {
+		return err
+	}
+	ps.beacon = col
+	sig, err := protocols.SignApproval(ps.dkgResult, msg)
+	if err != nil {
+		return err
+	}
+	if err := n.send(ps, protocols.Message{Kind: kindSetupBeacon, Payload: sig}); err != nil {
+		return fmt.Errorf("send %s: %w", kindSetupBeacon, err)
+	}
+	return n.addBeaconPartial(ps, protocols.PartyID(n.cfg.ID), sig)
+}
+
+func (n *Node) addBeaconPartial(ps *partySession, from protocols.PartyID, sig []byte) error {
+	if ps.crsSeed != nil {
+		return nil // enough partials already; later ones are not needed
+	}
+	done, err := ps.beacon.Add(from, sig)
+	if err != nil || !done {
+		return err
+	}
+	seed, err := protocols.BeaconSeed(ps.dkgResult.GroupKey, protocols.BeaconMessage(ps.id), ps.beacon.Certificate())
+	if err != nil {
+		return err
+	}
+	ps.crsSeed = seed
+	return nil
+}
+
+func (n *Node) startKeygen(ps *partySession) error {
+	params, err := engine.ParametersByName(ps.setupStart.Parameters)
+	if err != nil {
+		return err
+	}
+	peerKeys := map[protocols.PartyID]kyberPoint{}
+	for id, k := range n.keys {
+		peerKeys[protocols.PartyID(id)] = k
+	}
+	setup, out, err := protocols.NewSetup(protocols.SetupConfig{
+		Params:         params,
+		Session:        ps.id,
+		Self:           protocols.PartyID(n.cfg.ID),
+		Parties:        partyIDs(ps.setupStart.Parties),
+		Threshold:      ps.setupStart.Threshold,
+		GaloisElements: ps.setupStart.GaloisElements,
+		Identity:       n.id.Secret,
+		PeerKeys:       peerKeys,
+		Rand:           cryptoRand,
+		CRSSeed:        ps.crsSeed,
+	})
+	if err != nil {
+		return err
+	}
+	ps.setup = setup
+	for _, m := range out {
+		if err := n.send(ps, m); err != nil {
+			return fmt.Errorf("send %s: %w", m.Kind, err)
+		}
+	}
+	return nil
+}
+
+// finishSetup stores the keys (secrets sealed), records the setup on the
+// chain and only then reports the node as set up.
+func (n *Node) finishSetup(ps *partySession) error {
 	res := ps.setup.Result()
+	groupKey, err := protocols.MarshalGroupKey(ps.dkgResult.GroupKey)
+	if err != nil {
+		return err
+	}
 	st := &keyState{
 		Meta: setupMeta{Session: ps.id, Parameters: ps.setupStart.Parameters, Parties: ps.setupStart.Parties,
-			Threshold: ps.setupStart.Threshold, Digest: res.Digest},
+			Threshold: ps.setupStart.Threshold, Digest: res.Digest, GroupKey: groupKey},
 		Result: res,
+		DKG:    ps.dkgResult,
 	}
 	st.Params, _ = engine.ParametersByName(ps.setupStart.Parameters)
 	if err := saveKeyState(n.cfg.DataDir, n.passphrase, st); err != nil {
-		return false, fmt.Errorf("store setup keys: %w", err)
+		return fmt.Errorf("store setup keys: %w", err)
+	}
+	rec := setupRecord{Parameters: st.Meta.Parameters, Parties: st.Meta.Parties, Threshold: st.Meta.Threshold,
+		KeyDigest: hex.EncodeToString(res.Digest), GroupKey: hex.EncodeToString(groupKey), CRSSeed: hex.EncodeToString(ps.crsSeed)}
+	receipt, err := n.record(context.Background(), ledger.KindSetup, ps.id, rec)
+	if err != nil {
+		return err
 	}
 	n.mu.Lock()
 	n.state = st
 	n.mu.Unlock()
-	n.log.Info("setup complete", "session", ps.id, "digest", fmt.Sprintf("%x", res.Digest[:8]))
-	return true, nil
+	n.log.Info("setup complete", "session", ps.id, "digest", fmt.Sprintf("%x", res.Digest[:8]), "ledger_height", receipt.Height)
+	return nil
+}
+
+func partyIDs(ids []string) []protocols.PartyID {
+	out := make([]protocols.PartyID, len(ids))
+	for i, p := range ids {
+		out[i] = protocols.PartyID(p)
+	}
+	return out
 }
 
 func wireMessage(env *synodv1.Envelope) protocols.Message {
@@ -196,29 +363,17 @@ func (n *Node) startSetup(ps *partySession, env *synodv1.Envelope) error {
 	if fmt.Sprint(start.Parties) != fmt.Sprint(n.parties) {
 		return fmt.Errorf("setup.start: parties %v differ from the consortium file's %v", start.Parties, n.parties)
 	}
-	ids := make([]protocols.PartyID, len(start.Parties))
-	for i, p := range start.Parties {
-		ids[i] = protocols.PartyID(p)
-	}
-	peerKeys := map[protocols.PartyID]kyberPoint{}
-	for id, k := range n.keys {
-		peerKeys[protocols.PartyID(id)] = k
-	}
-	setup, out, err := protocols.NewSetup(protocols.SetupConfig{
-		Params:         params,
-		Session:        ps.id,
-		Self:           protocols.PartyID(n.cfg.ID),
-		Parties:        ids,
-		Threshold:      start.Threshold,
-		GaloisElements: start.GaloisElements,
-		Identity:       n.id.Secret,
-		PeerKeys:       peerKeys,
-		Rand:           cryptoRand,
+	dkg, out, err := protocols.NewDKG(protocols.DKGConfig{
+		Session:   ps.id,
+		Self:      protocols.PartyID(n.cfg.ID),
+		Parties:   partyIDs(start.Parties),
+		Threshold: start.Threshold,
+		Rand:      cryptoRand,
 	})
 	if err != nil {
 		return err
 	}
-	ps.setup, ps.setupStart = setup, start
+	ps.dkg, ps.setupStart = dkg, start
 	n.log.Info("setup started", "session", ps.id, "coordinator", ps.coordinator, "parameters", params.Name)
 	for _, m := range out {
 		if err := n.send(ps, m); err != nil {
@@ -228,45 +383,135 @@ func (n *Node) startSetup(ps *partySession, env *synodv1.Envelope) error {
 	return nil
 }
 
-// answerQuery filters and sums the party's own rows, encrypts the partial
-// sums under the collective public key and sends them to the coordinator.
-// Anything wrong with the request is refused with a reason.
-func (n *Node) answerQuery(ps *partySession, env *synodv1.Envelope) error {
-	refuse := func(format string, args ...any) error {
-		reason := fmt.Sprintf(format, args...)
-		n.log.Info("query refused", "session", ps.id, "reason", reason)
-		return n.send(ps, protocols.Message{Kind: kindQueryRefused, To: protocols.PartyID(ps.coordinator), Payload: []byte(reason)})
-	}
-	st := n.keyState()
-	if st == nil {
-		return refuse("%s has no setup keys; run mpcctl setup", n.cfg.ID)
+// queryProposal is the payload of query.propose; queryRequest of
+// query.request, which adds the approval certificate.
+type queryProposal struct {
+	Spec    []byte `json:"spec"` // canonical QuerySpec
+	Analyst string `json:"analyst"`
+}
+
+type queryRequest struct {
+	Spec        []byte `json:"spec"`
+	Analyst     string `json:"analyst"`
+	Certificate []byte `json:"certificate"`
+}
+
+// checkQuery applies this party's policy to a query: the analyst must be a
+// consortium analyst, the dataset declared here, every column present. It
+// returns the spec and the party's table, or the reason for refusing.
+func (n *Node) checkQuery(specBytes []byte, analyst string) (*synodv1.QuerySpec, []float64, string) {
+	if m, ok := n.cons.Member(analyst); !ok || m.Role != "analyst" {
+		return nil, nil, fmt.Sprintf("%s is not an analyst of the consortium", analyst)
 	}
 	spec := &synodv1.QuerySpec{}
-	if err := proto.Unmarshal(env.GetPayload(), spec); err != nil {
-		return refuse("malformed query spec: %v", err)
+	if err := proto.Unmarshal(specBytes, spec); err != nil {
+		return nil, nil, fmt.Sprintf("malformed query spec: %v", err)
 	}
 	if err := query.Validate(spec); err != nil {
-		return refuse("%v", err)
+		return nil, nil, err.Error()
 	}
 	table, ok := n.datasets[spec.GetDataset()]
 	if !ok {
-		return refuse("dataset %q is not declared by %s", spec.GetDataset(), n.cfg.ID)
+		return nil, nil, fmt.Sprintf("dataset %q is not declared by %s", spec.GetDataset(), n.cfg.ID)
 	}
 	values, err := query.Local(table, spec)
 	if err != nil {
-		return refuse("%v", err)
+		return nil, nil, err.Error()
+	}
+	return spec, values, ""
+}
+
+func (n *Node) refuse(ps *partySession, format string, args ...any) error {
+	reason := fmt.Sprintf(format, args...)
+	n.log.Info("query refused", "session", ps.id, "reason", reason)
+	return n.send(ps, protocols.Message{Kind: kindQueryRefused, To: protocols.PartyID(ps.coordinator), Payload: []byte(reason)})
+}
+
+// answerProposal applies the policy and, if the query passes, approves it
+// with a partial threshold-BLS signature.
+func (n *Node) answerProposal(ps *partySession, env *synodv1.Envelope) error {
+	st := n.keyState()
+	if st == nil {
+		return n.refuse(ps, "%s has no setup keys; run mpcctl setup", n.cfg.ID)
+	}
+	var prop queryProposal
+	if err := json.Unmarshal(env.GetPayload(), &prop); err != nil {
+		return n.refuse(ps, "malformed proposal: %v", err)
+	}
+	if _, _, reason := n.checkQuery(prop.Spec, prop.Analyst); reason != "" {
+		return n.refuse(ps, "%s", reason)
+	}
+	sig, err := protocols.SignApproval(st.DKG, protocols.ApprovalMessage(ps.id, prop.Analyst, digest(prop.Spec)))
+	if err != nil {
+		return err
+	}
+	n.log.Info("query approved", "session", ps.id, "analyst", prop.Analyst)
+	return n.send(ps, protocols.Message{Kind: kindQueryApprove, To: protocols.PartyID(ps.coordinator), Payload: sig})
+}
+
+// answerQuery contributes the party's data to a query it can see was
+// approved: the certificate must verify under the consortium key and be on
+// the chain. It filters and sums the party's own rows, encrypts the partial
+// sums under the collective public key and sends them to the coordinator.
+func (n *Node) answerQuery(ps *partySession, env *synodv1.Envelope) error {
+	st := n.keyState()
+	if st == nil {
+		return n.refuse(ps, "%s has no setup keys; run mpcctl setup", n.cfg.ID)
+	}
+	var req queryRequest
+	if err := json.Unmarshal(env.GetPayload(), &req); err != nil {
+		return n.refuse(ps, "malformed query request: %v", err)
+	}
+	groupKey, err := protocols.UnmarshalGroupKey(st.Meta.GroupKey)
+	if err != nil {
+		return err
+	}
+	if err := protocols.VerifyCertificate(groupKey, protocols.ApprovalMessage(ps.id, req.Analyst, digest(req.Spec)), req.Certificate); err != nil {
+		return n.refuse(ps, "approval certificate does not verify: %v", err)
+	}
+	if err := n.approvalOnChain(ps.id, req.Certificate); err != nil {
+		return n.refuse(ps, "%v", err)
+	}
+	spec, values, reason := n.checkQuery(req.Spec, req.Analyst)
+	if reason != "" {
+		return n.refuse(ps, "%s", reason)
 	}
 	ct, err := engine.EncryptVector(st.Params, st.Result.PublicKey, values)
 	if err != nil {
-		return refuse("encrypt: %v", err)
+		return n.refuse(ps, "encrypt: %v", err)
 	}
-	b, err := ct.MarshalBinary()
+	b, err := engine.MarshalCiphertext(ct)
 	if err != nil {
 		return err
 	}
 	ps.queried = true
 	n.log.Info("query input sent", "session", ps.id, "dataset", spec.GetDataset(), "cells", len(values))
 	return n.send(ps, protocols.Message{Kind: kindQueryInput, To: protocols.PartyID(ps.coordinator), Payload: b})
+}
+
+// approvalOnChain waits (briefly: this node's validator may be a block
+// behind the coordinator's) until the session's approval certificate is
+// recorded on the chain.
+func (n *Node) approvalOnChain(session string, cert []byte) error {
+	deadline := time.Now().Add(2 * n.cfg.Timeouts.Peer)
+	for {
+		recs, err := n.chain.Session(context.Background(), session)
+		if err == nil {
+			for _, r := range recs {
+				if r.Tx.Kind != ledger.KindApproval {
+					continue
+				}
+				var a approvalRecord
+				if json.Unmarshal(r.Tx.Body, &a) == nil && a.Certificate == hex.EncodeToString(cert) {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no approval certificate for session %s on the chain (last error: %v)", session, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // answerKeySwitch produces this party's flooded share switching the

@@ -17,6 +17,7 @@ type keyState struct {
 	Meta   setupMeta
 	Params engine.Parameters
 	Result *protocols.SetupResult
+	DKG    *protocols.DKGResult // this party's share of the consortium BLS key
 }
 
 // setupMeta is the readable summary stored beside the keys.
@@ -26,6 +27,7 @@ type setupMeta struct {
 	Parties    []string `json:"parties"`
 	Threshold  int      `json:"threshold"`
 	Digest     []byte   `json:"digest"`
+	GroupKey   []byte   `json:"group_key"` // consortium threshold-BLS public key
 }
 
 const (
@@ -33,6 +35,8 @@ const (
 	setupPublicFile = "setup-public.bin"
 	setupSecretFile = "setup-secret.sealed"
 	setupLabel      = "setup-secrets"
+	dkgFile         = "dkg-share.sealed"
+	dkgLabel        = "dkg-share"
 )
 
 func saveKeyState(dir string, passphrase []byte, st *keyState) error {
@@ -53,6 +57,13 @@ func saveKeyState(dir string, passphrase []byte, st *keyState) error {
 	}
 	if err := keystore.WriteFile(filepath.Join(dir, setupSecretFile), passphrase, sec, setupLabel); err != nil {
 		return fmt.Errorf("seal secret shares: %w", err)
+	}
+	dkg, err := st.DKG.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("encode BLS key share: %w", err)
+	}
+	if err := keystore.WriteFile(filepath.Join(dir, dkgFile), passphrase, dkg, dkgLabel); err != nil {
+		return fmt.Errorf("seal BLS key share: %w", err)
 	}
 	if err := writeFileAtomic(filepath.Join(dir, setupPublicFile), pub, 0o644); err != nil {
 		return err
@@ -90,6 +101,13 @@ func loadKeyState(dir string, passphrase []byte) (*keyState, error) {
 	}
 	if err := st.Result.UnmarshalSecrets(st.Params, sec); err != nil {
 		return nil, fmt.Errorf("%s: %w", setupSecretFile, err)
+	}
+	dkg, err := keystore.ReadFile(filepath.Join(dir, dkgFile), passphrase, dkgLabel)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dkgFile, err)
+	}
+	if st.DKG, err = protocols.UnmarshalDKGResult(dkg); err != nil {
+		return nil, fmt.Errorf("%s: %w", dkgFile, err)
 	}
 	return st, nil
 }

@@ -907,7 +907,9 @@ type ResultMetadata struct {
 	// SHA-256 of every signed envelope of the session, in order.
 	Transcript [][]byte `protobuf:"bytes,7,rep,name=transcript,proto3" json:"transcript,omitempty"`
 	// Absolute error bound the parameters promise on each released value.
-	Precision     float64 `protobuf:"fixed64,8,opt,name=precision,proto3" json:"precision,omitempty"`
+	Precision float64 `protobuf:"fixed64,8,opt,name=precision,proto3" json:"precision,omitempty"`
+	// Where the session's transcript is recorded on the consortium chain.
+	Receipt       *Receipt `protobuf:"bytes,9,opt,name=receipt,proto3" json:"receipt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -998,6 +1000,83 @@ func (x *ResultMetadata) GetPrecision() float64 {
 	return 0
 }
 
+func (x *ResultMetadata) GetReceipt() *Receipt {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
+// Receipt locates a session's records on the consortium chain; mpcctl audit
+// verify checks it with a light client.
+type Receipt struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Height         int64                  `protobuf:"varint,1,opt,name=height,proto3" json:"height,omitempty"`
+	TxHash         []byte                 `protobuf:"bytes,2,opt,name=tx_hash,json=txHash,proto3" json:"tx_hash,omitempty"`
+	ApprovalTxHash []byte                 `protobuf:"bytes,3,opt,name=approval_tx_hash,json=approvalTxHash,proto3" json:"approval_tx_hash,omitempty"`
+	SetupSession   string                 `protobuf:"bytes,4,opt,name=setup_session,json=setupSession,proto3" json:"setup_session,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Receipt) Reset() {
+	*x = Receipt{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Receipt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Receipt) ProtoMessage() {}
+
+func (x *Receipt) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
+func (*Receipt) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Receipt) GetHeight() int64 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *Receipt) GetTxHash() []byte {
+	if x != nil {
+		return x.TxHash
+	}
+	return nil
+}
+
+func (x *Receipt) GetApprovalTxHash() []byte {
+	if x != nil {
+		return x.ApprovalTxHash
+	}
+	return nil
+}
+
+func (x *Receipt) GetSetupSession() string {
+	if x != nil {
+		return x.SetupSession
+	}
+	return ""
+}
+
 type FetchResultResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Part:
@@ -1011,7 +1090,7 @@ type FetchResultResponse struct {
 
 func (x *FetchResultResponse) Reset() {
 	*x = FetchResultResponse{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[14]
+	mi := &file_synod_v1_analyst_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1102,7 @@ func (x *FetchResultResponse) String() string {
 func (*FetchResultResponse) ProtoMessage() {}
 
 func (x *FetchResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[14]
+	mi := &file_synod_v1_analyst_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1115,7 @@ func (x *FetchResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResultResponse.ProtoReflect.Descriptor instead.
 func (*FetchResultResponse) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{14}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FetchResultResponse) GetPart() isFetchResultResponse_Part {
@@ -1152,7 +1231,7 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\tR\asession\"\"\n" +
 	"\n" +
 	"ResultSlot\x12\x14\n" +
-	"\x05label\x18\x01 \x01(\tR\x05label\"\xa6\x02\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\"\xd3\x02\n" +
 	"\x0eResultMetadata\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12'\n" +
 	"\x04spec\x18\x02 \x01(\v2\x13.synod.v1.QuerySpecR\x04spec\x12\x1e\n" +
@@ -1165,7 +1244,13 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\n" +
 	"transcript\x18\a \x03(\fR\n" +
 	"transcript\x12\x1c\n" +
-	"\tprecision\x18\b \x01(\x01R\tprecision\"\x88\x01\n" +
+	"\tprecision\x18\b \x01(\x01R\tprecision\x12+\n" +
+	"\areceipt\x18\t \x01(\v2\x11.synod.v1.ReceiptR\areceipt\"\x89\x01\n" +
+	"\aReceipt\x12\x16\n" +
+	"\x06height\x18\x01 \x01(\x03R\x06height\x12\x17\n" +
+	"\atx_hash\x18\x02 \x01(\fR\x06txHash\x12(\n" +
+	"\x10approval_tx_hash\x18\x03 \x01(\fR\x0eapprovalTxHash\x12#\n" +
+	"\rsetup_session\x18\x04 \x01(\tR\fsetupSession\"\x88\x01\n" +
 	"\x13FetchResultResponse\x126\n" +
 	"\bmetadata\x18\x01 \x01(\v2\x18.synod.v1.ResultMetadataH\x00R\bmetadata\x121\n" +
 	"\n" +
@@ -1192,7 +1277,7 @@ func file_synod_v1_analyst_proto_rawDescGZIP() []byte {
 }
 
 var file_synod_v1_analyst_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_synod_v1_analyst_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_synod_v1_analyst_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_synod_v1_analyst_proto_goTypes = []any{
 	(Aggregate_Func)(0),         // 0: synod.v1.Aggregate.Func
 	(Filter_Op)(0),              // 1: synod.v1.Filter.Op
@@ -1210,8 +1295,9 @@ var file_synod_v1_analyst_proto_goTypes = []any{
 	(*FetchResultRequest)(nil),  // 13: synod.v1.FetchResultRequest
 	(*ResultSlot)(nil),          // 14: synod.v1.ResultSlot
 	(*ResultMetadata)(nil),      // 15: synod.v1.ResultMetadata
-	(*FetchResultResponse)(nil), // 16: synod.v1.FetchResultResponse
-	(*Chunk)(nil),               // 17: synod.v1.Chunk
+	(*Receipt)(nil),             // 16: synod.v1.Receipt
+	(*FetchResultResponse)(nil), // 17: synod.v1.FetchResultResponse
+	(*Chunk)(nil),               // 18: synod.v1.Chunk
 }
 var file_synod_v1_analyst_proto_depIdxs = []int32{
 	3,  // 0: synod.v1.ListPartiesResponse.parties:type_name -> synod.v1.PartyInfo
@@ -1220,26 +1306,27 @@ var file_synod_v1_analyst_proto_depIdxs = []int32{
 	7,  // 3: synod.v1.QuerySpec.aggregates:type_name -> synod.v1.Aggregate
 	8,  // 4: synod.v1.QuerySpec.filters:type_name -> synod.v1.Filter
 	9,  // 5: synod.v1.SubmitQueryRequest.spec:type_name -> synod.v1.QuerySpec
-	17, // 6: synod.v1.SubmitQueryRequest.analyst_key:type_name -> synod.v1.Chunk
+	18, // 6: synod.v1.SubmitQueryRequest.analyst_key:type_name -> synod.v1.Chunk
 	9,  // 7: synod.v1.ResultMetadata.spec:type_name -> synod.v1.QuerySpec
 	14, // 8: synod.v1.ResultMetadata.slots:type_name -> synod.v1.ResultSlot
-	15, // 9: synod.v1.FetchResultResponse.metadata:type_name -> synod.v1.ResultMetadata
-	17, // 10: synod.v1.FetchResultResponse.ciphertext:type_name -> synod.v1.Chunk
-	2,  // 11: synod.v1.Analyst.ListParties:input_type -> synod.v1.ListPartiesRequest
-	5,  // 12: synod.v1.Analyst.Setup:input_type -> synod.v1.SetupRequest
-	10, // 13: synod.v1.Analyst.SubmitQuery:input_type -> synod.v1.SubmitQueryRequest
-	12, // 14: synod.v1.Analyst.Watch:input_type -> synod.v1.WatchRequest
-	13, // 15: synod.v1.Analyst.FetchResult:input_type -> synod.v1.FetchResultRequest
-	4,  // 16: synod.v1.Analyst.ListParties:output_type -> synod.v1.ListPartiesResponse
-	6,  // 17: synod.v1.Analyst.Setup:output_type -> synod.v1.Event
-	11, // 18: synod.v1.Analyst.SubmitQuery:output_type -> synod.v1.SubmitQueryResponse
-	6,  // 19: synod.v1.Analyst.Watch:output_type -> synod.v1.Event
-	16, // 20: synod.v1.Analyst.FetchResult:output_type -> synod.v1.FetchResultResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	16, // 9: synod.v1.ResultMetadata.receipt:type_name -> synod.v1.Receipt
+	15, // 10: synod.v1.FetchResultResponse.metadata:type_name -> synod.v1.ResultMetadata
+	18, // 11: synod.v1.FetchResultResponse.ciphertext:type_name -> synod.v1.Chunk
+	2,  // 12: synod.v1.Analyst.ListParties:input_type -> synod.v1.ListPartiesRequest
+	5,  // 13: synod.v1.Analyst.Setup:input_type -> synod.v1.SetupRequest
+	10, // 14: synod.v1.Analyst.SubmitQuery:input_type -> synod.v1.SubmitQueryRequest
+	12, // 15: synod.v1.Analyst.Watch:input_type -> synod.v1.WatchRequest
+	13, // 16: synod.v1.Analyst.FetchResult:input_type -> synod.v1.FetchResultRequest
+	4,  // 17: synod.v1.Analyst.ListParties:output_type -> synod.v1.ListPartiesResponse
+	6,  // 18: synod.v1.Analyst.Setup:output_type -> synod.v1.Event
+	11, // 19: synod.v1.Analyst.SubmitQuery:output_type -> synod.v1.SubmitQueryResponse
+	6,  // 20: synod.v1.Analyst.Watch:output_type -> synod.v1.Event
+	17, // 21: synod.v1.Analyst.FetchResult:output_type -> synod.v1.FetchResultResponse
+	17, // [17:22] is the sub-list for method output_type
+	12, // [12:17] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_synod_v1_analyst_proto_init() }
@@ -1252,7 +1339,7 @@ func file_synod_v1_analyst_proto_init() {
 		(*SubmitQueryRequest_Spec)(nil),
 		(*SubmitQueryRequest_AnalystKey)(nil),
 	}
-	file_synod_v1_analyst_proto_msgTypes[14].OneofWrappers = []any{
+	file_synod_v1_analyst_proto_msgTypes[15].OneofWrappers = []any{
 		(*FetchResultResponse_Metadata)(nil),
 		(*FetchResultResponse_Ciphertext)(nil),
 	}
@@ -1262,7 +1349,7 @@ func file_synod_v1_analyst_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_synod_v1_analyst_proto_rawDesc), len(file_synod_v1_analyst_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

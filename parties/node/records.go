@@ -1,0 +1,79 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/synod-mpc/synod/ledger"
+)
+
+// The bodies of the ledger records a node writes. JSON, because auditors
+// read them with nothing but the consortium file; every byte string is
+// hex so that the records are readable as they are.
+
+// setupRecord is what each party records when the consortium setup ends:
+// auditors take the consortium's BLS key from it once every party agrees.
+type setupRecord struct {
+	Parameters string   `json:"parameters"`
+	Parties    []string `json:"parties"`
+	Threshold  int      `json:"threshold"`
+	KeyDigest  string   `json:"key_digest"` // digest of pk, rlk, Galois keys (protocols.SetupResult.Digest)
+	GroupKey   string   `json:"group_key"`  // consortium threshold-BLS key (bn256 G2)
+	CRSSeed    string   `json:"crs_seed"`   // derived from the group's signature of the session
+}
+
+// approvalRecord is a query's approval certificate.
+type approvalRecord struct {
+	Analyst     string   `json:"analyst"`
+	Spec        string   `json:"spec"`        // canonical QuerySpec bytes
+	SpecDigest  string   `json:"spec_digest"` // SHA-256 of Spec
+	Certificate string   `json:"certificate"` // threshold-BLS signature of protocols.ApprovalMessage
+	Signers     []string `json:"signers"`
+	SetupID     string   `json:"setup_session"`
+}
+
+// transcriptRecord is a finished session's transcript.
+type transcriptRecord struct {
+	Analyst      string    `json:"analyst"`
+	Parameters   string    `json:"parameters"`
+	SpecDigest   string    `json:"spec_digest"`
+	ApprovalTx   string    `json:"approval_tx"`
+	SetupID      string    `json:"setup_session"`
+	Participants []string  `json:"participants"`
+	Contributors []string  `json:"contributors"`
+	KeySwitchers []string  `json:"key_switchers"`
+	Messages     []string  `json:"messages"`    // SHA-256 of every signed envelope of the session, in order
+	ResultDigest string    `json:"result_hash"` // SHA-256 of the result ciphertext released to the analyst
+	Started      time.Time `json:"started"`
+	Finished     time.Time `json:"finished"`
+}
+
+func digest(b []byte) []byte {
+	h := sha256.Sum256(b)
+	return h[:]
+}
+
+// record signs and commits one record to the chain.
+func (n *Node) record(ctx context.Context, kind, session string, body any) (*ledger.Receipt, error) {
+	if n.chain == nil {
+		return nil, fmt.Errorf("ledger: not connected")
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	tx := &ledger.Tx{Kind: kind, Session: session, Sender: n.cfg.ID, Body: b, Nonce: n.seq.Add(1)}
+	if err := tx.Sign(ledger.KeySigner{Private: n.id.Secret}); err != nil {
+		return nil, fmt.Errorf("ledger: sign %s record: %w", kind, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*n.cfg.Timeouts.Peer)
+	defer cancel()
+	r, err := n.chain.Commit(ctx, tx)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: record %s of session %s: %w", kind, session, err)
+	}
+	return r, nil
+}
