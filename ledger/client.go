@@ -73,7 +73,7 @@ func NewRemoteClient(rpcAddr string) (Client, error) {
 	if rpcAddr == "" {
 		return nil, errors.New("ledger: remote client: empty RPC address")
 	}
-	c, err := rpchttp.New(rpcAddr, "/websocket")
+	c, err := rpchttp.New(RPCURL(rpcAddr), "/websocket")
 	if err != nil {
 		return nil, fmt.Errorf("ledger: remote client for %q: %w", rpcAddr, err)
 	}
@@ -159,4 +159,13 @@ func (r *rpcClient) Sessions(ctx context.Context) ([]SessionSummary, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// RPCURL turns a CometBFT RPC address given as host:port (as the consortium
+// file lists them) into the URL its clients expect.
+func RPCURL(addr string) string {
+	if strings.Contains(addr, "://") {
+		return addr
+	}
+	return "http://" + addr
 }

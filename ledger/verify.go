@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	dbm "github.com/cometbft/cometbft-db"
@@ -59,6 +60,11 @@ func VerifyInclusion(ctx context.Context, genesis []byte, primary string, witnes
 	}
 	if len(witnesses) == 0 {
 		return fail("no witness: the light client needs at least one node besides the primary")
+	}
+	primary = RPCURL(primary)
+	witnesses = slices.Clone(witnesses)
+	for i := range witnesses {
+		witnesses[i] = RPCURL(witnesses[i])
 	}
 	gen, err := parseGenesis(genesis)
 	if err != nil {

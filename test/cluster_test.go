@@ -251,6 +251,10 @@ type queryJSON struct {
 	Precision    float64  `json:"precision"`
 	Results      []cell   `json:"results"`
 	Seconds      float64  `json:"session_seconds"`
+	Receipt      *struct {
+		Height int64  `json:"height"`
+		TxHash string `json:"tx_hash"`
+	} `json:"receipt"`
 }
 
 func (c *cluster) query(args ...string) (*queryJSON, error) {

@@ -153,6 +153,7 @@ func TestConsortium(t *testing.T) {
 		}
 	})
 
+	var firstSession string
 	t.Run("query matches plaintext", func(t *testing.T) {
 		q, err := c.query(demoQuery...)
 		if err != nil {
@@ -165,7 +166,14 @@ func TestConsortium(t *testing.T) {
 			t.Fatalf("key switched by %v, want 2 parties", q.KeySwitchers)
 		}
 		checkAgainstPlaintext(t, q, demoSpec())
+		if q.Receipt == nil || q.Receipt.Height == 0 {
+			t.Fatalf("result without a receipt: %+v", q)
+		}
+		firstSession = q.Session
 	})
+
+	t.Run("audit", func(t *testing.T) { testAudit(t, c, firstSession) })
+	t.Run("chain refuses foreign transactions", func(t *testing.T) { testForeignTxs(t, c) })
 
 	t.Run("unknown dataset names the party and dataset", func(t *testing.T) {
 		_, err := c.query("--dataset", "nosuch", "--agg", "count")
@@ -268,6 +276,11 @@ func TestConsortium(t *testing.T) {
 			t.Fatalf("contributors %v, want party-1, party-2 and party-3", q.Contributors)
 		}
 		checkAgainstPlaintext(t, q, demoSpec())
+		// With one validator down the chain still commits, and the
+		// auditor's light client still verifies (another primary/witness).
+		if out, err := c.auditVerify(q.Session); err != nil {
+			t.Fatalf("audit with one node down: %v\n%s", err, out)
+		}
 	})
 
 	t.Run("below the threshold nothing is released", func(t *testing.T) {

@@ -67,6 +67,8 @@ type queryResult struct {
 	Results      []query.Cell `json:"results"`
 	Plaintext    []query.Cell `json:"plaintext,omitempty"`
 	MaxAbsError  *float64     `json:"max_abs_error,omitempty"`
+	// Receipt locates the session's transcript on the consortium chain.
+	Receipt *receiptJSON `json:"receipt,omitempty"`
 	// SessionSeconds is the time the session took on the coordinator.
 	SessionSeconds float64 `json:"session_seconds,omitempty"`
 }
@@ -135,6 +137,9 @@ func newQueryCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := saveResult(a.cfg.DataDir, meta, ctBytes); err != nil {
+				return fmt.Errorf("keep the result for audit: %w", err)
+			}
 			ct, err := engine.DecodeCiphertext(params, ctBytes)
 			if err != nil {
 				return fmt.Errorf("result ciphertext: %w", err)
@@ -150,6 +155,9 @@ func newQueryCmd(g *globals) *cobra.Command {
 			out := queryResult{Session: meta.GetSession(), Dataset: meta.GetSpec().GetDataset(), Parameters: meta.GetParameters(),
 				Contributors: meta.GetContributors(), KeySwitchers: meta.GetKeySwitchers(), Precision: meta.GetPrecision(), Results: cells,
 				SessionSeconds: took.Seconds()}
+			if rc := meta.GetReceipt(); rc != nil {
+				out.Receipt = &receiptJSON{Height: rc.GetHeight(), TxHash: fmt.Sprintf("%X", rc.GetTxHash()), ApprovalTx: fmt.Sprintf("%X", rc.GetApprovalTxHash())}
+			}
 			if len(compare) > 0 {
 				plain, err := plaintextResult(compare, meta.GetContributors(), meta.GetSpec())
 				if err != nil {
@@ -171,6 +179,12 @@ func newQueryCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringSliceVar(&compare, "compare-plaintext", nil,
 		"party config files whose CSV data to read directly and compute the same query in the clear (local demos and tests only)")
 	return cmd
+}
+
+type receiptJSON struct {
+	Height     int64  `json:"height"`
+	TxHash     string `json:"tx_hash"`
+	ApprovalTx string `json:"approval_tx"`
 }
 
 func fetch(ctx context.Context, client synodv1.AnalystClient, session string) (*synodv1.ResultMetadata, []byte, error) {
@@ -307,6 +321,9 @@ func printQuery(format string, r queryResult) error {
 	}
 	if format == "table" && r.Session != "" {
 		fmt.Printf("promised precision: ±%.2g per value (noise flooding)\n", r.Precision)
+		if r.Receipt != nil {
+			fmt.Printf("receipt: transcript tx %s at height %d (check it: mpcctl audit verify %s)\n", r.Receipt.TxHash, r.Receipt.Height, r.Session)
+		}
 	}
 	return nil
 }

@@ -43,12 +43,13 @@ type coordSession struct {
 	stagesSeen map[string]bool
 
 	// query sessions
-	analyst    string
-	spec       *synodv1.QuerySpec
-	started    time.Time
-	approvalTx []byte
-	result     *queryResult
-	err        error
+	analyst     string
+	spec        *synodv1.QuerySpec
+	started     time.Time
+	approvalTx  []byte
+	certificate []byte
+	result      *queryResult
+	err         error
 }
 
 type relayFailure struct {
@@ -460,7 +461,7 @@ func (cs *coordSession) coordinateQuery(st *keyState, target *rlwe.PublicKey) {
 		cs.finish(err)
 		return
 	}
-	cs.approvalTx = approvalTx
+	cs.approvalTx, cs.certificate = approvalTx, cert
 	request, err := json.Marshal(queryRequest{Spec: specBytes, Analyst: cs.analyst, Certificate: cert})
 	if err != nil {
 		cs.finish(err)
@@ -562,7 +563,8 @@ func (cs *coordSession) coordinateQuery(st *keyState, target *rlwe.PublicKey) {
 		cs.finish(fmt.Errorf("%w; nothing was released", err))
 		return
 	}
-	meta.Receipt = &synodv1.Receipt{Height: receipt.Height, TxHash: receipt.TxHash, ApprovalTxHash: cs.approvalTx, SetupSession: st.Meta.Session}
+	meta.Receipt = &synodv1.Receipt{Height: receipt.Height, TxHash: receipt.TxHash, ApprovalTxHash: cs.approvalTx,
+		SetupSession: st.Meta.Session, Certificate: cs.certificate}
 	cs.event("ledger", "", "transcript recorded at height %d (tx %X)", receipt.Height, receipt.TxHash)
 	cs.mu.Lock()
 	cs.result = &queryResult{meta: meta, ciphertext: ctBytes}

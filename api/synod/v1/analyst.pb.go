@@ -1015,8 +1015,10 @@ type Receipt struct {
 	TxHash         []byte                 `protobuf:"bytes,2,opt,name=tx_hash,json=txHash,proto3" json:"tx_hash,omitempty"`
 	ApprovalTxHash []byte                 `protobuf:"bytes,3,opt,name=approval_tx_hash,json=approvalTxHash,proto3" json:"approval_tx_hash,omitempty"`
 	SetupSession   string                 `protobuf:"bytes,4,opt,name=setup_session,json=setupSession,proto3" json:"setup_session,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The approval certificate the parties verified before contributing.
+	Certificate   []byte `protobuf:"bytes,5,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Receipt) Reset() {
@@ -1075,6 +1077,13 @@ func (x *Receipt) GetSetupSession() string {
 		return x.SetupSession
 	}
 	return ""
+}
+
+func (x *Receipt) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
 }
 
 type FetchResultResponse struct {
@@ -1245,12 +1254,13 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"transcript\x18\a \x03(\fR\n" +
 	"transcript\x12\x1c\n" +
 	"\tprecision\x18\b \x01(\x01R\tprecision\x12+\n" +
-	"\areceipt\x18\t \x01(\v2\x11.synod.v1.ReceiptR\areceipt\"\x89\x01\n" +
+	"\areceipt\x18\t \x01(\v2\x11.synod.v1.ReceiptR\areceipt\"\xab\x01\n" +
 	"\aReceipt\x12\x16\n" +
 	"\x06height\x18\x01 \x01(\x03R\x06height\x12\x17\n" +
 	"\atx_hash\x18\x02 \x01(\fR\x06txHash\x12(\n" +
 	"\x10approval_tx_hash\x18\x03 \x01(\fR\x0eapprovalTxHash\x12#\n" +
-	"\rsetup_session\x18\x04 \x01(\tR\fsetupSession\"\x88\x01\n" +
+	"\rsetup_session\x18\x04 \x01(\tR\fsetupSession\x12 \n" +
+	"\vcertificate\x18\x05 \x01(\fR\vcertificate\"\x88\x01\n" +
 	"\x13FetchResultResponse\x126\n" +
 	"\bmetadata\x18\x01 \x01(\v2\x18.synod.v1.ResultMetadataH\x00R\bmetadata\x121\n" +
 	"\n" +
