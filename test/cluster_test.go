@@ -251,6 +251,7 @@ type queryJSON struct {
 	Precision    float64  `json:"precision"`
 	Results      []cell   `json:"results"`
 	Seconds      float64  `json:"session_seconds"`
+	Ledger       float64  `json:"ledger_seconds"`
 	Receipt      *struct {
 		Height int64  `json:"height"`
 		TxHash string `json:"tx_hash"`

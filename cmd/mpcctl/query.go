@@ -71,6 +71,8 @@ type queryResult struct {
 	Receipt *receiptJSON `json:"receipt,omitempty"`
 	// SessionSeconds is the time the session took on the coordinator.
 	SessionSeconds float64 `json:"session_seconds,omitempty"`
+	// LedgerSeconds is the part of it spent waiting for chain commits.
+	LedgerSeconds float64 `json:"ledger_seconds,omitempty"`
 }
 
 func newQueryCmd(g *globals) *cobra.Command {
@@ -154,7 +156,7 @@ func newQueryCmd(g *globals) *cobra.Command {
 			}
 			out := queryResult{Session: meta.GetSession(), Dataset: meta.GetSpec().GetDataset(), Parameters: meta.GetParameters(),
 				Contributors: meta.GetContributors(), KeySwitchers: meta.GetKeySwitchers(), Precision: meta.GetPrecision(), Results: cells,
-				SessionSeconds: took.Seconds()}
+				SessionSeconds: took.Seconds(), LedgerSeconds: meta.GetLedgerSeconds()}
 			if rc := meta.GetReceipt(); rc != nil {
 				out.Receipt = &receiptJSON{Height: rc.GetHeight(), TxHash: fmt.Sprintf("%X", rc.GetTxHash()), ApprovalTx: fmt.Sprintf("%X", rc.GetApprovalTxHash())}
 			}

@@ -48,6 +48,7 @@ type coordSession struct {
 	started     time.Time
 	approvalTx  []byte
 	certificate []byte
+	ledgerTime  time.Duration // spent waiting for the chain
 	result      *queryResult
 	err         error
 }
@@ -558,11 +559,14 @@ func (cs *coordSession) coordinateQuery(st *keyState, target *rlwe.PublicKey) {
 	for _, h := range meta.Transcript {
 		rec.Messages = append(rec.Messages, hex.EncodeToString(h))
 	}
+	began := time.Now()
 	receipt, err := n.record(cs.ctx, ledger.KindTranscript, cs.id, rec)
 	if err != nil {
 		cs.finish(fmt.Errorf("%w; nothing was released", err))
 		return
 	}
+	cs.ledgerTime += time.Since(began)
+	meta.LedgerSeconds = cs.ledgerTime.Seconds()
 	meta.Receipt = &synodv1.Receipt{Height: receipt.Height, TxHash: receipt.TxHash, ApprovalTxHash: cs.approvalTx,
 		SetupSession: st.Meta.Session, Certificate: cs.certificate}
 	cs.event("ledger", "", "transcript recorded at height %d (tx %X)", receipt.Height, receipt.TxHash)
@@ -725,10 +729,12 @@ func (cs *coordSession) approve(st *keyState, specBytes []byte) ([]byte, []strin
 	}
 	rec := approvalRecord{Analyst: cs.analyst, Spec: hex.EncodeToString(specBytes), SpecDigest: hex.EncodeToString(digest(specBytes)),
 		Certificate: hex.EncodeToString(cert), Signers: signers, SetupID: st.Meta.Session}
+	began := time.Now()
 	receipt, err := n.record(cs.ctx, ledger.KindApproval, cs.id, rec)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w; nothing was released", err)
 	}
+	cs.ledgerTime += time.Since(began)
 	cs.event("ledger", "", "approval certificate (signed by %s) recorded at height %d", strings.Join(signers, ", "), receipt.Height)
 	slices.Sort(approvers)
 	return cert, approvers, receipt.TxHash, nil

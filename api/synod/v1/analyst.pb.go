@@ -909,7 +909,10 @@ type ResultMetadata struct {
 	// Absolute error bound the parameters promise on each released value.
 	Precision float64 `protobuf:"fixed64,8,opt,name=precision,proto3" json:"precision,omitempty"`
 	// Where the session's transcript is recorded on the consortium chain.
-	Receipt       *Receipt `protobuf:"bytes,9,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	Receipt *Receipt `protobuf:"bytes,9,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	// Seconds the coordinator spent waiting for the chain to commit the
+	// session's approval and transcript records.
+	LedgerSeconds float64 `protobuf:"fixed64,10,opt,name=ledger_seconds,json=ledgerSeconds,proto3" json:"ledger_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1005,6 +1008,13 @@ func (x *ResultMetadata) GetReceipt() *Receipt {
 		return x.Receipt
 	}
 	return nil
+}
+
+func (x *ResultMetadata) GetLedgerSeconds() float64 {
+	if x != nil {
+		return x.LedgerSeconds
+	}
+	return 0
 }
 
 // Receipt locates a session's records on the consortium chain; mpcctl audit
@@ -1240,7 +1250,7 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\tR\asession\"\"\n" +
 	"\n" +
 	"ResultSlot\x12\x14\n" +
-	"\x05label\x18\x01 \x01(\tR\x05label\"\xd3\x02\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\"\xfa\x02\n" +
 	"\x0eResultMetadata\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12'\n" +
 	"\x04spec\x18\x02 \x01(\v2\x13.synod.v1.QuerySpecR\x04spec\x12\x1e\n" +
@@ -1254,7 +1264,9 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"transcript\x18\a \x03(\fR\n" +
 	"transcript\x12\x1c\n" +
 	"\tprecision\x18\b \x01(\x01R\tprecision\x12+\n" +
-	"\areceipt\x18\t \x01(\v2\x11.synod.v1.ReceiptR\areceipt\"\xab\x01\n" +
+	"\areceipt\x18\t \x01(\v2\x11.synod.v1.ReceiptR\areceipt\x12%\n" +
+	"\x0eledger_seconds\x18\n" +
+	" \x01(\x01R\rledgerSeconds\"\xab\x01\n" +
 	"\aReceipt\x12\x16\n" +
 	"\x06height\x18\x01 \x01(\x03R\x06height\x12\x17\n" +
 	"\atx_hash\x18\x02 \x01(\fR\x06txHash\x12(\n" +
