@@ -32,11 +32,16 @@ lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l .; echo "gofmt: files above need formatting"; exit 1)
 	$(GO) vet ./...
 
-## fuzz: each decoder for a bounded time
+## fuzz: every decoder's fuzz target for FUZZTIME each
 FUZZTIME ?= 30s
+FUZZ_PKGS := ./engine ./protocols ./parties/wire ./parties/keystore ./parties/datasource ./ledger
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecodeCiphertext -fuzztime $(FUZZTIME) ./engine
-	$(GO) test -run '^$$' -fuzz FuzzDecodePublicKey -fuzztime $(FUZZTIME) ./engine
+	@for pkg in $(FUZZ_PKGS); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$target"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
 
 sample-data:
 	$(GO) run ./configs/sampledata -out configs/sample -parties 5 -rows 2000 -seed 2026

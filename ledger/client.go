@@ -105,7 +105,8 @@ func (r *rpcClient) Commit(ctx context.Context, tx *Tx) (*Receipt, error) {
 	case res.Code != CodeOK:
 		return nil, &RejectedError{Code: res.Code, Log: res.Log}
 	}
-	wait := 10 * time.Millisecond
+	wait := 5 * time.Millisecond
+	start := time.Now()
 	for {
 		got, err := r.c.Tx(ctx, hash, false)
 		if err == nil {
@@ -122,7 +123,10 @@ func (r *rpcClient) Commit(ctx context.Context, tx *Tx) (*Receipt, error) {
 			return nil, fmt.Errorf("ledger: commit: tx %X accepted but not in a block before the deadline: %w", hash, ctx.Err())
 		case <-time.After(wait):
 		}
-		if wait < 200*time.Millisecond {
+		// Blocks come every few tens of milliseconds on a consortium LAN:
+		// poll often at first (a commit is usually there within 100 ms),
+		// then back off.
+		if elapsed := time.Since(start); elapsed > time.Second && wait < 200*time.Millisecond {
 			wait = wait * 3 / 2
 		}
 	}

@@ -62,10 +62,35 @@ file named by keystore.passphrase_file; it is never logged.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&configPath, "config", "", "party config file (YAML)")
-	f.String("listen", "", "address to serve on (host:port)")
-	f.String("data_dir", "", "directory for the node's state")
-	f.String("log.level", "", "log level: debug, info, warn, error")
-	f.String("log.format", "", "log format: text or json")
+	// One flag per config key; a flag overrides the file and SYNOD_* only
+	// when it is given.
+	for _, k := range []struct{ key, help string }{
+		{"id", "party id"},
+		{"listen", "address to serve gRPC on (host:port)"},
+		{"data_dir", "directory for the node's state"},
+		{"consortium", "consortium file"},
+		{"tls.ca", "consortium CA certificate (PEM)"},
+		{"tls.cert", "this node's certificate (PEM)"},
+		{"tls.key", "this node's TLS key (PEM)"},
+		{"identity.key_file", "sealed identity key"},
+		{"keystore.passphrase_env", "environment variable holding the keystore passphrase"},
+		{"keystore.passphrase_file", "file holding the keystore passphrase"},
+		{"log.level", "log level: debug, info, warn, error"},
+		{"log.format", "log format: text or json"},
+		{"timeouts.peer", "how long to wait for a peer (e.g. 10s)"},
+		{"timeouts.session", "how long a session may take (e.g. 10m)"},
+		{"ledger.mode", "embedded (run a validator) or remote"},
+		{"ledger.home", "home directory of the embedded validator"},
+		{"ledger.p2p_listen", "chain p2p address (host:port)"},
+		{"ledger.rpc_listen", "chain RPC address (host:port)"},
+		{"ledger.peers", "chain peers, comma-separated nodeid@host:port"},
+		{"ledger.node_key_file", "sealed chain node key"},
+		{"ledger.validator_key_file", "sealed chain validator key"},
+		{"ledger.remote", "chain RPC address in remote mode (host:port)"},
+	} {
+		f.String(k.key, "", k.help)
+	}
+	f.Bool("ledger.fast_blocks", false, "commit blocks as fast as loopback allows (local demos and tests)")
 	return cmd
 }
 

@@ -2,15 +2,16 @@ package node
 
 import (
 	"context"
-	"fmt"
+	"encoding/hex"
 	"io"
-	"slices"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
+	"github.com/synod-mpc/synod/ledger"
 	"github.com/synod-mpc/synod/parties/pki"
 	"github.com/synod-mpc/synod/parties/wire"
 )
@@ -154,10 +155,21 @@ func (n *Node) FetchResult(req *synodv1.FetchResultRequest, stream grpc.ServerSt
 	if err := stream.Send(&synodv1.FetchResultResponse{Part: &synodv1.FetchResultResponse_Metadata{Metadata: res.meta}}); err != nil {
 		return err
 	}
-	return wire.SendChunks(func(c *synodv1.Chunk) error {
+	if err := wire.SendChunks(func(c *synodv1.Chunk) error {
 		return stream.Send(&synodv1.FetchResultResponse{Part: &synodv1.FetchResultResponse_Ciphertext{Ciphertext: c}})
-	}, res.ciphertext)
+	}, res.ciphertext); err != nil {
+		return err
+	}
+	// Record the release itself; the analyst already holds the transcript's
+	// receipt, so this does not hold the answer back.
+	cs.releaseOnce.Do(func() {
+		go func() {
+			rec := receiptRecord{Analyst: caller, ResultDigest: hex.EncodeToString(digest(res.ciphertext)),
+				TranscriptTx: hex.EncodeToString(res.meta.GetReceipt().GetTxHash()), Released: time.Now().UTC()}
+			if _, err := n.record(context.Background(), ledger.KindReceipt, cs.id, rec); err != nil {
+				n.log.Warn("could not record the release", "session", cs.id, "error", err)
+			}
+		}()
+	})
+	return nil
 }
-
-var _ = slices.Contains[[]string]
-var _ = fmt.Sprint

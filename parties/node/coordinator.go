@@ -49,6 +49,7 @@ type coordSession struct {
 	approvalTx  []byte
 	certificate []byte
 	ledgerTime  time.Duration // spent waiting for the chain
+	releaseOnce sync.Once     // the release is recorded once
 	result      *queryResult
 	err         error
 }

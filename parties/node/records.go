@@ -51,6 +51,14 @@ type transcriptRecord struct {
 	Finished     time.Time `json:"finished"`
 }
 
+// receiptRecord records that a result was released to its analyst.
+type receiptRecord struct {
+	Analyst      string    `json:"analyst"`
+	ResultDigest string    `json:"result_hash"`
+	TranscriptTx string    `json:"transcript_tx"`
+	Released     time.Time `json:"released"`
+}
+
 func digest(b []byte) []byte {
 	h := sha256.Sum256(b)
 	return h[:]
