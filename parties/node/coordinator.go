@@ -138,7 +138,18 @@ func (cs *coordSession) finish(err error) {
 		_ = cs.post(p, kindSessionAbort, []byte("session over"))
 	}
 	time.AfterFunc(2*time.Second, cs.cancel)
+	// Results wait for their analyst for a while, then go.
+	time.AfterFunc(resultRetention, func() {
+		cs.n.mu.Lock()
+		delete(cs.n.coords, cs.id)
+		delete(cs.n.seen, cs.id)
+		cs.n.mu.Unlock()
+	})
 }
+
+// resultRetention is how long a coordinator keeps a finished session's
+// events and result for its analyst.
+const resultRetention = time.Hour
 
 // partyFault is an error attributed to one party.
 type partyFault struct {

@@ -49,10 +49,11 @@ type Node struct {
 
 	mu       sync.Mutex
 	state    *keyState
-	sessions map[string]*partySession // sessions this node takes part in
-	coords   map[string]*coordSession // sessions this node coordinates
-	seen     map[string]struct{}      // (session, from, to, seq) already delivered
-	seq      atomic.Uint64            // sequence of every envelope this node signs
+	sessions map[string]*partySession       // sessions this node takes part in
+	coords   map[string]*coordSession       // sessions this node coordinates
+	seen     map[string]map[string]struct{} // per session: (from, to, seq) already delivered
+	ended    map[string]bool                // sessions over for this node's party role: never restarted
+	seq      atomic.Uint64                  // sequence of every envelope this node signs
 
 	grpc   *grpc.Server
 	health *health.Server
@@ -109,7 +110,8 @@ func New(cfg *config.Party, log *slog.Logger) (*Node, error) {
 		log:        log.With("party", cfg.ID),
 		sessions:   map[string]*partySession{},
 		coords:     map[string]*coordSession{},
-		seen:       map[string]struct{}{},
+		seen:       map[string]map[string]struct{}{},
+		ended:      map[string]bool{},
 	}
 	addresses := map[string]string{}
 	for _, m := range cons.Parties() {

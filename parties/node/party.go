@@ -68,6 +68,10 @@ func (ps *partySession) close() { ps.stop.Do(func() { close(ps.done) }) }
 // creating the session on the coordinator's first request.
 func (n *Node) partyReceive(env *synodv1.Envelope) error {
 	n.mu.Lock()
+	if n.ended[env.GetSession()] {
+		n.mu.Unlock()
+		return fmt.Errorf("session %s has ended", env.GetSession())
+	}
 	ps := n.sessions[env.GetSession()]
 	if ps == nil {
 		switch env.GetKind() {
@@ -105,6 +109,10 @@ func (n *Node) runPartySession(ps *partySession) {
 	defer func() {
 		n.mu.Lock()
 		delete(n.sessions, ps.id)
+		n.ended[ps.id] = true
+		if n.coords[ps.id] == nil {
+			delete(n.seen, ps.id) // a replay now meets the ended session
+		}
 		n.mu.Unlock()
 	}()
 	for {

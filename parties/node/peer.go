@@ -60,13 +60,18 @@ func (n *Node) accept(env *synodv1.Envelope) error {
 	if err := wire.Verify(env, key); err != nil {
 		return err
 	}
-	replayKey := fmt.Sprintf("%s|%s|%s|%d", env.GetSession(), env.GetFrom(), env.GetTo(), env.GetSeq())
+	replayKey := fmt.Sprintf("%s|%s|%d", env.GetFrom(), env.GetTo(), env.GetSeq())
 	n.mu.Lock()
-	if _, dup := n.seen[replayKey]; dup {
+	seen := n.seen[env.GetSession()]
+	if seen == nil {
+		seen = map[string]struct{}{}
+		n.seen[env.GetSession()] = seen
+	}
+	if _, dup := seen[replayKey]; dup {
 		n.mu.Unlock()
 		return fmt.Errorf("replayed envelope %s seq %d from %s", env.GetKind(), env.GetSeq(), env.GetFrom())
 	}
-	n.seen[replayKey] = struct{}{}
+	seen[replayKey] = struct{}{}
 	cs := n.coords[env.GetSession()]
 	n.mu.Unlock()
 
