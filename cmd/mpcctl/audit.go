@@ -274,21 +274,13 @@ func (a *auditor) verify(session, dataDir string) {
 }
 
 func (a *auditor) setupKey(ctx context.Context, setupSession string) (kyberPoint, error) {
-	var lastErr error
 	var recs []ledger.Record
-	for _, rpc := range a.rpcs {
-		c, err := ledger.NewRemoteClient(rpc)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		if recs, err = c.Session(ctx, setupSession); err == nil {
-			break
-		}
-		lastErr = err
-	}
-	if recs == nil {
-		return nil, fmt.Errorf("read setup records: %v", lastErr)
+	err := a.read(func(c ledger.Client) (err error) {
+		recs, err = c.Session(ctx, setupSession)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read setup records: %w", err)
 	}
 	var ref *setupBody
 	signers := map[string]bool{}
@@ -321,6 +313,23 @@ func (a *auditor) setupKey(ctx context.Context, setupSession string) (kyberPoint
 		return nil, err
 	}
 	return protocols.UnmarshalGroupKey(raw)
+}
+
+// read runs an unverified read against the first party RPC that answers.
+// What it returns is only a pointer into the chain: everything that
+// matters is then proven with include.
+func (a *auditor) read(f func(ledger.Client) error) error {
+	var lastErr error
+	for _, rpc := range a.rpcs {
+		c, err := ledger.NewRemoteClient(rpc)
+		if err == nil {
+			if err = f(c); err == nil {
+				return nil
+			}
+		}
+		lastErr = err
+	}
+	return lastErr
 }
 
 func (a *auditor) checkApproval(session string, atx *ledger.Tx, tr transcriptBody, meta *synodv1.ResultMetadata, groupKey kyberPoint) error {
@@ -387,19 +396,11 @@ func newAuditLogCmd(g *globals) *cobra.Command {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			var sessions []ledger.SessionSummary
-			var lastErr error
-			for _, rpc := range a.rpcs {
-				c, err := ledger.NewRemoteClient(rpc)
-				if err == nil {
-					if sessions, err = c.Sessions(ctx); err == nil {
-						lastErr = nil
-						break
-					}
-				}
-				lastErr = err
-			}
-			if lastErr != nil {
-				return fmt.Errorf("read the chain: %w", lastErr)
+			if err := a.read(func(c ledger.Client) (err error) {
+				sessions, err = c.Sessions(ctx)
+				return err
+			}); err != nil {
+				return fmt.Errorf("read the chain: %w", err)
 			}
 			if g.output == "json" {
 				return json.NewEncoder(os.Stdout).Encode(sessions)
