@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -172,6 +173,10 @@ func TestConsortium(t *testing.T) {
 		firstSession = q.Session
 	})
 
+	t.Run("SQL group by with CORR and a histogram matches plaintext", func(t *testing.T) {
+		testSQLGroupBy(t, c)
+	})
+
 	t.Run("audit", func(t *testing.T) { testAudit(t, c, firstSession) })
 	t.Run("chain refuses foreign transactions", func(t *testing.T) { testForeignTxs(t, c) })
 
@@ -322,5 +327,111 @@ func TestNodeRefusesBadConfig(t *testing.T) {
 	}
 	if !regexp.MustCompile(`missing required key "(listen|consortium)"`).Match(out) {
 		t.Fatalf("error does not name the missing key: %s", out)
+	}
+}
+
+const groupBySQL = "SELECT sex, COUNT(*), AVG(bmi), STDDEV_SAMP(systolic_bp), CORR(age, bmi), HISTOGRAM(cholesterol, 100, 150, 200, 250, 300) " +
+	"FROM patients WHERE age BETWEEN 40 AND 70 AND NOT smoker = 1 GROUP BY sex IN (0, 1)"
+
+// testSQLGroupBy runs groupBySQL through the nodes and checks it against a
+// float64 two-pass computation over the sample CSVs, each statistic within
+// the error bound the promised precision implies for it.
+func testSQLGroupBy(t *testing.T, c *cluster) {
+	q, err := c.query(groupBySQL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := query.CompileSQL(groupBySQL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The plaintext, row by row.
+	type acc struct{ bmi, sbp, age []float64 }
+	groups := map[float64]*acc{0: {}, 1: {}}
+	edges := []float64{100, 150, 200, 250, 300}
+	hist := map[float64][]float64{0: make([]float64, 4), 1: make([]float64, 4)}
+	var sums []float64 // the slots, for the error bounds
+	for _, p := range q.Contributors {
+		tab, err := datasource.LoadCSV("patients", filepath.Join(repoRoot(), "configs/sample", "patients-"+p+".csv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		col := func(name string) []float64 {
+			v, err := tab.Column(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		age, sex, bmi, sbp, chol, smoker := col("age"), col("sex"), col("bmi"), col("systolic_bp"), col("cholesterol"), col("smoker")
+		for r := 0; r < tab.Rows; r++ {
+			if age[r] < 40 || age[r] > 70 || smoker[r] == 1 || (sex[r] != 0 && sex[r] != 1) {
+				continue
+			}
+			g := groups[sex[r]]
+			g.bmi, g.sbp, g.age = append(g.bmi, bmi[r]), append(g.sbp, sbp[r]), append(g.age, age[r])
+			for i := 0; i+1 < len(edges); i++ {
+				if edges[i] <= chol[r] && chol[r] < edges[i+1] {
+					hist[sex[r]][i]++
+				}
+			}
+		}
+		local, err := query.Local(tab, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sums == nil {
+			sums = make([]float64, len(local))
+		}
+		for i, v := range local {
+			sums[i] += v
+		}
+	}
+	mean := func(xs []float64) float64 {
+		s := 0.0
+		for _, x := range xs {
+			s += x
+		}
+		return s / float64(len(xs))
+	}
+	covar := func(xs, ys []float64) float64 {
+		mx, my, s := mean(xs), mean(ys), 0.0
+		for i := range xs {
+			s += (xs[i] - mx) * (ys[i] - my)
+		}
+		return s / float64(len(xs)-1)
+	}
+	var want []cell
+	for _, sex := range []float64{0, 1} {
+		g := groups[sex]
+		want = append(want,
+			cell{"COUNT(*)", float64(len(g.bmi))},
+			cell{"MEAN(bmi)", mean(g.bmi)},
+			cell{"STDDEV_SAMP(systolic_bp)", math.Sqrt(covar(g.sbp, g.sbp))},
+			cell{"CORR(age, bmi)", covar(g.age, g.bmi) / math.Sqrt(covar(g.age, g.age)*covar(g.bmi, g.bmi))})
+		for i := 0; i+1 < len(edges); i++ {
+			want = append(want, cell{fmt.Sprintf("HISTOGRAM(cholesterol)[%g,%g)", edges[i], edges[i+1]), hist[sex][i]})
+		}
+	}
+	bounds, err := query.ErrorBounds(spec, sums, q.Precision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Results) != len(want) || len(bounds) != len(want) {
+		t.Fatalf("got %d results (%d bounds), want %d", len(q.Results), len(bounds), len(want))
+	}
+	for i, w := range want {
+		g := q.Results[i]
+		if g.Name != w.Name {
+			t.Fatalf("result %d is %s, want %s", i, g.Name, w.Name)
+		}
+		// The bound covers the encryption noise; 1e-9 covers float64
+		// summation order.
+		tol := bounds[i] + 1e-9*math.Abs(w.Value)
+		if d := math.Abs(g.Value - w.Value); d > tol || math.IsNaN(d) {
+			t.Errorf("group %d %s = %v, plaintext %v: error %g exceeds tolerance %g", i/8, w.Name, g.Value, w.Value, d, tol)
+		} else {
+			t.Logf("group %d %s = %.6f (plaintext %.6f, error %.2g, tolerance %.2g)", i/8, w.Name, g.Value, w.Value, d, tol)
+		}
 	}
 }

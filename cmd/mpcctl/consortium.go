@@ -25,7 +25,9 @@ and analyst (sealed at rest with a generated passphrase kept in DIR/secrets),
 one config per party and for the analyst, and the consortium file.
 
 --dataset NAME=PATTERN declares a CSV dataset for every party; "{i}" in
-PATTERN is replaced by the party's number (1..N).`,
+PATTERN is replaced by the party's number (1..N). Every dataset must be in
+the consortium schema (--schema, default the shipped configs/schema.yaml),
+which is copied to DIR/schema.yaml; each node checks its data against it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Datasets = map[string]map[string]string{}
@@ -72,6 +74,7 @@ PATTERN is replaced by the party's number (1..N).`,
 	f.StringVar(&opts.Parameters, "parameters", "", "parameter set (default ckks-n14)")
 	f.BoolVar(&opts.FastBlocks, "fast-blocks", false, "commit chain blocks as fast as loopback allows (local demos and tests)")
 	f.StringArrayVar(&datasets, "dataset", nil, "NAME=PATTERN: a CSV dataset per party ({i} = party number)")
+	f.StringVar(&opts.Schema, "schema", "", "consortium schema copied to DIR/schema.yaml and named by every party config (default: the shipped configs/schema.yaml)")
 	_ = initCmd.MarkFlagRequired("dir")
 	cmd.AddCommand(initCmd)
 	return cmd

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
 	"github.com/synod-mpc/synod/engine"
@@ -23,21 +24,57 @@ import (
 
 // specFlags are the flags that describe a query.
 type specFlags struct {
-	dataset string
-	aggs    []string
-	filters []string
+	dataset   string
+	aggs      []string
+	filters   []string
+	epsilon   float64
+	delta     float64
+	mechanism string
 }
 
 func (s *specFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&s.dataset, "dataset", "", "dataset to query (required)")
 	f.StringArrayVar(&s.aggs, "agg", nil, "aggregate: count, sum:COLUMN or mean:COLUMN (repeatable)")
 	f.StringArrayVar(&s.filters, "where", nil, "filter every party applies locally: COLUMN OP NUMBER, e.g. 'age>=40' (repeatable, ANDed)")
+	f.Float64Var(&s.epsilon, "epsilon", 0, "differential privacy: the epsilon the query spends (0: no noise)")
+	f.StringVar(&s.mechanism, "mechanism", "laplace", "differential privacy mechanism: laplace or gaussian")
+	f.Float64Var(&s.delta, "delta", 0, "differential privacy: delta (gaussian only)")
 }
 
-func (s *specFlags) spec() (*synodv1.QuerySpec, error) {
+// withPrivacy adds the differential privacy asked for by the flags.
+func (s *specFlags) withPrivacy(spec *synodv1.QuerySpec) (*synodv1.QuerySpec, error) {
+	if s.epsilon == 0 {
+		return spec, nil
+	}
+	pr := &synodv1.Privacy{Epsilon: s.epsilon, Delta: s.delta}
+	switch s.mechanism {
+	case "laplace":
+		pr.Mechanism = synodv1.Privacy_LAPLACE
+	case "gaussian":
+		pr.Mechanism = synodv1.Privacy_GAUSSIAN
+	default:
+		return nil, fmt.Errorf("--mechanism %q: want laplace or gaussian", s.mechanism)
+	}
+	spec.Privacy = pr
+	return spec, query.Validate(spec)
+}
+
+// spec compiles the query: the SQL argument if there is one, else the
+// legacy flags. Both give a canonical spec (query.Canonicalize).
+func (s *specFlags) spec(args []string) (*synodv1.QuerySpec, error) {
+	if len(args) > 0 {
+		if s.dataset != "" || len(s.aggs) > 0 || len(s.filters) > 0 {
+			return nil, fmt.Errorf("give either a SQL query or --dataset/--agg/--where, not both")
+		}
+		spec, err := query.CompileSQL(args[0])
+		if err != nil {
+			return nil, err
+		}
+		return s.withPrivacy(spec)
+	}
 	spec := &synodv1.QuerySpec{Dataset: s.dataset}
 	if len(s.aggs) == 0 {
-		return nil, fmt.Errorf("no aggregate: pass --agg count, --agg sum:COLUMN or --agg mean:COLUMN")
+		return nil, fmt.Errorf("no query: pass SQL (mpcctl query \"SELECT COUNT(*) FROM patients\") or --dataset D --agg count")
 	}
 	for _, a := range s.aggs {
 		agg, err := query.ParseAggregate(a)
@@ -53,13 +90,18 @@ func (s *specFlags) spec() (*synodv1.QuerySpec, error) {
 		}
 		spec.Filters = append(spec.Filters, f)
 	}
-	return spec, query.Validate(spec)
+	spec = query.Canonicalize(spec)
+	if err := query.Validate(spec); err != nil {
+		return nil, err
+	}
+	return s.withPrivacy(spec)
 }
 
 // queryResult is what mpcctl prints for a query.
 type queryResult struct {
 	Session      string       `json:"session"`
 	Dataset      string       `json:"dataset"`
+	GroupBy      []string     `json:"group_by,omitempty"`
 	Parameters   string       `json:"parameters"`
 	Contributors []string     `json:"contributors"`
 	KeySwitchers []string     `json:"key_switchers"`
@@ -75,17 +117,48 @@ type queryResult struct {
 	LedgerSeconds float64 `json:"ledger_seconds,omitempty"`
 }
 
+const sqlHelp = `The query is SQL (one dataset, aggregates only):
+
+  SELECT [group columns,] aggregate, ... FROM dataset
+    [WHERE condition] [GROUP BY column IN (v1, v2, ...), ...]
+
+Aggregates: COUNT(*), SUM(c), AVG(c), VAR_SAMP(c), STDDEV_SAMP(c),
+COVAR_SAMP(a, b), CORR(a, b), HISTOGRAM(c, e0, e1, ..., ek) (buckets
+[e0,e1) ... [ek-1,ek); values outside are in no bucket).
+GROUP BY columns declare their values: GROUP BY sex IN (0, 1); rows with other
+values are in no group. Conditions: = != <> < <= > >= against numbers, AND, OR,
+NOT, IN (...), BETWEEN; each party applies them to its own rows.
+
+Or, without SQL: --dataset D --agg count --agg mean:COLUMN --where 'COLUMN>=X'.`
+
 func newQueryCmd(g *globals) *cobra.Command {
 	var sf specFlags
 	var compare []string
+	var explain bool
+	var paramsName string
 	cmd := &cobra.Command{
-		Use:   "query --dataset D --agg count --agg mean:COLUMN [--where 'COLUMN>=X']",
+		Use:   "query [\"SELECT ... FROM dataset ...\"]",
 		Short: "Run an aggregate query; the result is decrypted here with the analyst's key",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			spec, err := sf.spec()
+		Long:  "Run an aggregate query; the result is decrypted here with the analyst's key.\n\n" + sqlHelp,
+		Example: `  mpcctl query "SELECT sex, COUNT(*), AVG(bmi), CORR(age, bmi) FROM patients WHERE age BETWEEN 40 AND 70 GROUP BY sex IN (0, 1)"
+  mpcctl query --explain "SELECT HISTOGRAM(age, 0, 40, 60, 120) FROM patients"
+  mpcctl query --dataset patients --agg count --agg mean:age --where 'age>=40'`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := sf.spec(args)
 			if err != nil {
 				return err
+			}
+			if explain {
+				params, err := engine.ParametersByName(paramsName)
+				if err != nil {
+					return err
+				}
+				plan, err := query.Explain(spec, params)
+				if err != nil {
+					return err
+				}
+				return printPlan(g.output, spec, plan)
 			}
 			a, err := connect(g, cmd)
 			if err != nil {
@@ -154,7 +227,7 @@ func newQueryCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := queryResult{Session: meta.GetSession(), Dataset: meta.GetSpec().GetDataset(), Parameters: meta.GetParameters(),
+			out := queryResult{Session: meta.GetSession(), Dataset: meta.GetSpec().GetDataset(), GroupBy: query.GroupColumns(meta.GetSpec()), Parameters: meta.GetParameters(),
 				Contributors: meta.GetContributors(), KeySwitchers: meta.GetKeySwitchers(), Precision: meta.GetPrecision(), Results: cells,
 				SessionSeconds: took.Seconds(), LedgerSeconds: meta.GetLedgerSeconds()}
 			if rc := meta.GetReceipt(); rc != nil {
@@ -168,7 +241,11 @@ func newQueryCmd(g *globals) *cobra.Command {
 				out.Plaintext = plain
 				worst := 0.0
 				for i := range cells {
-					if d := math.Abs(cells[i].Value - plain[i].Value); d > worst || math.IsNaN(d) {
+					d := math.Abs(cells[i].Value - plain[i].Value)
+					if math.IsNaN(cells[i].Value) && math.IsNaN(plain[i].Value) {
+						d = 0 // undefined on both sides (an empty group)
+					}
+					if d > worst || math.IsNaN(d) {
 						worst = d
 					}
 				}
@@ -178,6 +255,8 @@ func newQueryCmd(g *globals) *cobra.Command {
 		},
 	}
 	sf.register(cmd.Flags())
+	cmd.Flags().BoolVar(&explain, "explain", false, "print the plan (cells, ciphertexts, depth, keys, bytes) without running the query")
+	cmd.Flags().StringVar(&paramsName, "parameters", engine.DefaultParameters, "parameter set --explain plans for")
 	cmd.Flags().StringSliceVar(&compare, "compare-plaintext", nil,
 		"party config files whose CSV data to read directly and compute the same query in the clear (local demos and tests only)")
 	return cmd
@@ -264,11 +343,11 @@ func newPlaintextCmd(g *globals) *cobra.Command {
 	var sf specFlags
 	var configs []string
 	cmd := &cobra.Command{
-		Use:   "plaintext --party-config FILE... --dataset D --agg ...",
+		Use:   "plaintext --party-config FILE... [\"SELECT ...\" | --dataset D --agg ...]",
 		Short: "Compute a query in the clear from the parties' own files (local demos and tests only)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			spec, err := sf.spec()
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := sf.spec(args)
 			if err != nil {
 				return err
 			}
@@ -284,7 +363,7 @@ func newPlaintextCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printQuery(g.output, queryResult{Dataset: spec.GetDataset(), Contributors: ids, Results: cells})
+			return printQuery(g.output, queryResult{Dataset: spec.GetDataset(), GroupBy: query.GroupColumns(spec), Contributors: ids, Results: cells})
 		},
 	}
 	sf.register(cmd.Flags())
@@ -306,23 +385,48 @@ func printQuery(format string, r queryResult) error {
 			fmt.Printf("dataset %s, plaintext over %s\n", r.Dataset, strings.Join(r.Contributors, ", "))
 		}
 	}
-	header := []string{"statistic", "value"}
+	var rows [][]string
 	if r.Plaintext != nil {
-		header = []string{"statistic", "encrypted result", "plaintext", "abs error"}
-	}
-	rows := [][]string{header}
-	for i, c := range r.Results {
-		row := []string{c.Name, formatValue(c.Value)}
-		if r.Plaintext != nil {
-			row = append(row, formatValue(r.Plaintext[i].Value), fmt.Sprintf("%.2g", math.Abs(c.Value-r.Plaintext[i].Value)))
+		// One row per cell, beside its plaintext.
+		header := append(slices.Clone(r.GroupBy), "statistic", "encrypted result", "plaintext", "abs error")
+		rows = append(rows, header)
+		for i, c := range r.Results {
+			row := groupValues(r.GroupBy, c)
+			row = append(row, c.Name, formatValue(c.Value), formatValue(r.Plaintext[i].Value), fmt.Sprintf("%.2g", math.Abs(c.Value-r.Plaintext[i].Value)))
+			rows = append(rows, row)
 		}
-		rows = append(rows, row)
+	} else if len(r.GroupBy) == 0 && format == "table" {
+		rows = append(rows, []string{"statistic", "value"})
+		for _, c := range r.Results {
+			rows = append(rows, []string{c.Name, formatValue(c.Value)})
+		}
+	} else {
+		// One row per group, one column per statistic.
+		var groupRows [][]query.Cell
+		header := slices.Clone(r.GroupBy)
+		for _, c := range r.Results {
+			if len(groupRows) == 0 || !slices.Equal(groupValues(r.GroupBy, groupRows[len(groupRows)-1][0]), groupValues(r.GroupBy, c)) {
+				groupRows = append(groupRows, nil)
+			}
+			groupRows[len(groupRows)-1] = append(groupRows[len(groupRows)-1], c)
+			if len(groupRows) == 1 {
+				header = append(header, c.Name)
+			}
+		}
+		rows = append(rows, header)
+		for _, g := range groupRows {
+			row := groupValues(r.GroupBy, g[0])
+			for _, c := range g {
+				row = append(row, formatValue(c.Value))
+			}
+			rows = append(rows, row)
+		}
 	}
 	if err := printRows(format, rows); err != nil {
 		return err
 	}
 	if format == "table" && r.Session != "" {
-		fmt.Printf("promised precision: ±%.2g per value (noise flooding)\n", r.Precision)
+		fmt.Printf("promised precision: ±%.2g per released sum (noise flooding); statistics derived from sums carry it divided by the count\n", r.Precision)
 		if r.Receipt != nil {
 			fmt.Printf("receipt: transcript tx %s at height %d (check it: mpcctl audit verify %s)\n", r.Receipt.TxHash, r.Receipt.Height, r.Session)
 		}
@@ -330,7 +434,56 @@ func printQuery(format string, r queryResult) error {
 	return nil
 }
 
+// groupValues formats a cell's GROUP BY values in column order.
+func groupValues(cols []string, c query.Cell) []string {
+	out := make([]string, 0, len(cols))
+	for _, col := range cols {
+		out = append(out, formatValue(c.Group[col]))
+	}
+	return out
+}
+
+func printPlan(format string, spec *synodv1.QuerySpec, p *query.Plan) error {
+	if format == "json" {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Spec json.RawMessage `json:"spec"`
+			*query.Plan
+		}{specJSON(spec), p})
+	}
+	rows := [][]string{
+		{"item", "value"},
+		{"dataset", p.Dataset},
+		{"parameters", p.Parameters},
+		{"groups", fmt.Sprint(p.Groups)},
+		{"cells per group", fmt.Sprint(p.CellsPerGroup)},
+		{"cells (encrypted values)", fmt.Sprintf("%d of %d slots", p.Cells, p.Slots)},
+		{"ciphertexts per party", fmt.Sprint(p.Ciphertexts)},
+		{"multiplicative depth", fmt.Sprint(p.Depth)},
+		{"keys needed", strings.Join(p.Keys, "; ")},
+		{"bytes sent per data party", fmt.Sprintf("%d (+%d per key-switch share)", p.BytesPerParty, p.KeySwitchShareBytes)},
+		{"result bytes", fmt.Sprint(p.ResultBytes)},
+		{"bound per party and cell", fmt.Sprintf("%.4g (checked by each party before encrypting)", p.ValueBound)},
+	}
+	if format == "table" {
+		rows = append(rows, []string{"layout", strings.Join(p.Layout, " ")})
+	}
+	return printRows(format, rows)
+}
+
+func specJSON(spec *synodv1.QuerySpec) json.RawMessage {
+	b, err := protojson.Marshal(spec)
+	if err != nil {
+		return json.RawMessage("null")
+	}
+	return b
+}
+
 func formatValue(v float64) string {
+	if math.IsNaN(v) {
+		return "NULL"
+	}
 	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
 		return fmt.Sprintf("%.0f", v)
 	}

@@ -13,7 +13,10 @@
 // environment variable are resolved against the working directory.
 //
 // Dataset names, like every viper key, are case-insensitive and normalised to
-// lower case.
+// lower case. A dataset is read from a CSV file (datasets.<name>.csv) or from
+// PostgreSQL (datasets.<name>.postgres: dsn or dsn_env, table with optional
+// columns, or query); the optional top-level key schema names the
+// consortium schema the node checks its datasets against.
 package config
 
 import (
@@ -22,6 +25,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -29,6 +33,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/synod-mpc/synod/parties/datasource"
 )
 
 // EnvPrefix is the prefix of environment variables overriding keys.
@@ -64,9 +70,36 @@ type KeystoreSource struct {
 	PassphraseFile string `mapstructure:"passphrase_file" yaml:"passphrase_file,omitempty"`
 }
 
-// Dataset is a local data source.
+// Dataset is where the party's copy of a dataset lives: a CSV file
+// (datasets.<name>.csv) or a PostgreSQL database (datasets.<name>.postgres),
+// exactly one of the two.
 type Dataset struct {
-	CSV string `mapstructure:"csv" yaml:"csv"`
+	CSV      string    `mapstructure:"csv" yaml:"csv,omitempty"`
+	Postgres *Postgres `mapstructure:"postgres" yaml:"postgres,omitempty"`
+}
+
+// Postgres is a dataset read from PostgreSQL (datasets.<name>.postgres.*):
+// the connection string is DSN or, to keep a password out of the file, the
+// value of the environment variable named DSNEnv (exactly one of the two);
+// the rows come from Table, with Columns mapping each dataset column to an
+// SQL column or expression of that table (none: the table's columns as
+// they are), or from Query, whose result columns are named as the dataset's
+// columns (exactly one of Table and Query). Column names keep their case.
+type Postgres struct {
+	DSN     string            `mapstructure:"dsn" yaml:"dsn,omitempty"`
+	DSNEnv  string            `mapstructure:"dsn_env" yaml:"dsn_env,omitempty"`
+	Table   string            `mapstructure:"table" yaml:"table,omitempty"`
+	Columns map[string]string `mapstructure:"columns" yaml:"columns,omitempty"`
+	Query   string            `mapstructure:"query" yaml:"query,omitempty"`
+}
+
+// Source returns the datasource description of d.
+func (d Dataset) Source() datasource.Source {
+	s := datasource.Source{CSV: d.CSV}
+	if p := d.Postgres; p != nil {
+		s.Postgres = &datasource.Postgres{DSN: p.DSN, DSNEnv: p.DSNEnv, Table: p.Table, Columns: p.Columns, Query: p.Query}
+	}
+	return s
 }
 
 // Logging configures logs: Level is debug, info, warn or error; Format is
@@ -104,6 +137,7 @@ type Party struct {
 	Listen     string             `mapstructure:"listen" yaml:"listen"`
 	DataDir    string             `mapstructure:"data_dir" yaml:"data_dir"`
 	Consortium string             `mapstructure:"consortium" yaml:"consortium"`
+	Schema     string             `mapstructure:"schema" yaml:"schema,omitempty"` // consortium schema file; optional
 	TLS        TLSFiles           `mapstructure:"tls" yaml:"tls"`
 	Identity   IdentityFiles      `mapstructure:"identity" yaml:"identity"`
 	Keystore   KeystoreSource     `mapstructure:"keystore" yaml:"keystore"`
@@ -150,7 +184,7 @@ type schema struct {
 var partySchema = schema{
 	kind: "party",
 	defaults: map[string]any{
-		"id": nil, "listen": nil, "data_dir": DefaultDataDir, "consortium": nil,
+		"id": nil, "listen": nil, "data_dir": DefaultDataDir, "consortium": nil, "schema": nil,
 		"tls.ca": nil, "tls.cert": nil, "tls.key": nil,
 		"identity.key_file":         nil,
 		"keystore.passphrase_env":   DefaultPassphraseEnv,
@@ -169,7 +203,7 @@ var partySchema = schema{
 		"ledger.remote":             nil,
 		"ledger.fast_blocks":        false,
 	},
-	paths: []string{"data_dir", "consortium", "tls.ca", "tls.cert", "tls.key", "identity.key_file", "keystore.passphrase_file",
+	paths: []string{"data_dir", "consortium", "schema", "tls.ca", "tls.cert", "tls.key", "identity.key_file", "keystore.passphrase_file",
 		"ledger.home", "ledger.node_key_file", "ledger.validator_key_file"},
 	sections: map[string]bool{"tls": true, "identity": true, "keystore": true, "log": true, "timeouts": true, "datasets": true, "ledger": true},
 	open:     map[string]bool{"datasets": true},
@@ -188,8 +222,16 @@ var analystSchema = schema{
 	sections: map[string]bool{"tls": true, "identity": true, "keystore": true},
 }
 
-// datasetKeys are the keys allowed inside datasets.<name>.
-var datasetKeys = map[string]bool{"csv": true}
+// datasetKeys are the keys allowed inside datasets.<name>; postgresKeys
+// those inside datasets.<name>.postgres (columns is a mapping of names).
+var (
+	datasetKeys  = map[string]bool{"csv": true, "postgres": true}
+	postgresKeys = map[string]bool{"dsn": true, "dsn_env": true, "table": true, "columns": true, "query": true}
+)
+
+// datasetScalarKeys are the per-dataset keys that an environment variable or
+// a flag can set (SYNOD_DATASETS_<NAME>_POSTGRES_TABLE, ...).
+var datasetScalarKeys = []string{"csv", "postgres.dsn", "postgres.dsn_env", "postgres.table", "postgres.query"}
 
 // EnvName returns the environment variable that overrides key.
 func EnvName(key string) string {
@@ -197,8 +239,9 @@ func EnvName(key string) string {
 }
 
 type loader struct {
-	path  string // as given, for messages
-	dir   string // absolute directory of the file
+	path  string         // as given, for messages
+	dir   string         // absolute directory of the file
+	doc   map[string]any // the file as parsed, keys with their case
 	v     *viper.Viper
 	flags map[string]*pflag.Flag // key -> changed flag
 }
@@ -223,6 +266,7 @@ func newLoader(path string, flags *pflag.FlagSet, s schema) (*loader, error) {
 	if err := checkKeys(path, doc, s); err != nil {
 		return nil, err
 	}
+	l.doc = doc
 	v := l.v
 	v.SetConfigFile(path)
 	v.SetConfigType("yaml")
@@ -243,9 +287,11 @@ func newLoader(path string, flags *pflag.FlagSet, s schema) (*loader, error) {
 	if s.open["datasets"] {
 		if ds, ok := doc["datasets"].(map[string]any); ok {
 			for name := range ds {
-				k := "datasets." + strings.ToLower(name) + ".csv"
-				if err := v.BindEnv(k); err != nil {
-					return nil, fmt.Errorf("config %s: key %q: %w", path, k, err)
+				for _, sub := range datasetScalarKeys {
+					k := "datasets." + strings.ToLower(name) + "." + sub
+					if err := v.BindEnv(k); err != nil {
+						return nil, fmt.Errorf("config %s: key %q: %w", path, k, err)
+					}
 				}
 			}
 		}
@@ -275,8 +321,8 @@ func isDatasetKey(key string, s schema) bool {
 	if !s.open["datasets"] {
 		return false
 	}
-	parts := strings.Split(key, ".")
-	return len(parts) == 3 && parts[0] == "datasets" && datasetKeys[parts[2]]
+	name, sub, ok := strings.Cut(strings.TrimPrefix(key, "datasets."), ".")
+	return ok && strings.HasPrefix(key, "datasets.") && name != "" && slices.Contains(datasetScalarKeys, sub)
 }
 
 // checkKeys rejects keys of the file that the schema does not know.
@@ -307,9 +353,35 @@ func checkKeys(path string, doc map[string]any, s schema) error {
 				if !ok {
 					return fmt.Errorf("config %s: key %q must be a mapping, got %T", path, top+"."+sub, sv)
 				}
-				for dk := range dm {
+				for dk, dv := range dm {
 					if !datasetKeys[strings.ToLower(dk)] {
 						unknown = append(unknown, top+"."+sub+"."+dk)
+						continue
+					}
+					if strings.ToLower(dk) != "postgres" || dv == nil {
+						continue
+					}
+					pm, ok := dv.(map[string]any)
+					if !ok {
+						return fmt.Errorf("config %s: key %q must be a mapping, got %T", path, top+"."+sub+"."+dk, dv)
+					}
+					for pk, pv := range pm {
+						if !postgresKeys[strings.ToLower(pk)] {
+							unknown = append(unknown, top+"."+sub+"."+dk+"."+pk)
+							continue
+						}
+						if strings.ToLower(pk) != "columns" || pv == nil {
+							continue
+						}
+						cm, ok := pv.(map[string]any)
+						if !ok {
+							return fmt.Errorf("config %s: key %q must be a mapping of dataset column to SQL column or expression, got %T", path, top+"."+sub+"."+dk+"."+pk, pv)
+						}
+						for col, expr := range cm {
+							if _, ok := expr.(string); !ok {
+								return fmt.Errorf("config %s: key %q: column %q: want an SQL column or expression (a string), got %T", path, top+"."+sub+"."+dk+"."+pk, col, expr)
+							}
+						}
 					}
 				}
 				continue
@@ -332,7 +404,7 @@ func knownList(s schema) []string {
 		ks = append(ks, k)
 	}
 	if s.open["datasets"] {
-		ks = append(ks, "datasets.<name>.csv")
+		ks = append(ks, "datasets.<name>.csv", "datasets.<name>.postgres.{dsn,dsn_env,table,columns,query}")
 	}
 	sort.Strings(ks)
 	return ks
@@ -472,11 +544,27 @@ func LoadParty(path string, flags *pflag.FlagSet) (*Party, error) {
 	if err := l.hostPort("listen", p.Listen); err != nil {
 		return nil, err
 	}
+	p.Schema = l.resolve("schema", p.Schema)
+	if p.Schema != "" {
+		if err := l.existingFile("schema", p.Schema); err != nil {
+			return nil, err
+		}
+	}
+	// viper drops a dataset declared with nothing under it: keep it, to
+	// refuse it below
+	if ds, ok := l.doc["datasets"].(map[string]any); ok {
+		for name := range ds {
+			if _, ok := p.Datasets[strings.ToLower(name)]; !ok {
+				if p.Datasets == nil {
+					p.Datasets = map[string]Dataset{}
+				}
+				p.Datasets[strings.ToLower(name)] = Dataset{}
+			}
+		}
+	}
 	for name, d := range p.Datasets {
-		key := "datasets." + name + ".csv"
-		d.CSV = l.resolve(key, d.CSV)
-		if d.CSV == "" {
-			return nil, fmt.Errorf("config %s: dataset %q: missing key %q", path, name, key)
+		if err := l.dataset(name, &d); err != nil {
+			return nil, err
 		}
 		p.Datasets[name] = d
 	}
@@ -520,6 +608,71 @@ func LoadParty(path string, flags *pflag.FlagSet) (*Party, error) {
 		return nil, l.errf("ledger.mode", "%q is not one of embedded, remote", p.Ledger.Mode)
 	}
 	return &p, nil
+}
+
+// dataset resolves and validates datasets.<name>: exactly one of csv and
+// postgres; for postgres exactly one of dsn and dsn_env, exactly one of
+// table and query, columns only with table. The columns mapping is taken
+// from the file as written (viper would lower-case its keys).
+func (l *loader) dataset(name string, d *Dataset) error {
+	key := "datasets." + name
+	csvKey := key + ".csv"
+	d.CSV = l.resolve(csvKey, d.CSV)
+	pg := d.Postgres
+	if pg != nil && pg.DSN == "" && pg.DSNEnv == "" && pg.Table == "" && pg.Query == "" && len(l.rawColumns(name)) == 0 {
+		pg, d.Postgres = nil, nil // "postgres:" with nothing under it
+	}
+	switch {
+	case d.CSV != "" && pg != nil:
+		return fmt.Errorf("config %s: dataset %q: keys %q and %q are both set; a dataset has one source", l.path, name, csvKey, key+".postgres")
+	case d.CSV == "" && pg == nil:
+		return fmt.Errorf("config %s: dataset %q: missing key %q or %q", l.path, name, csvKey, key+".postgres")
+	case pg == nil:
+		return nil
+	}
+	pk := key + ".postgres."
+	pg.Columns = l.rawColumns(name)
+	switch {
+	case pg.DSN != "" && pg.DSNEnv != "":
+		return fmt.Errorf("config %s: dataset %q: keys %q and %q are both set; choose one", l.path, name, pk+"dsn", pk+"dsn_env")
+	case pg.DSN == "" && pg.DSNEnv == "":
+		return fmt.Errorf("config %s: dataset %q: missing key %q (or %q, the name of an environment variable holding it)", l.path, name, pk+"dsn", pk+"dsn_env")
+	case strings.TrimSpace(pg.Table) != "" && strings.TrimSpace(pg.Query) != "":
+		return fmt.Errorf("config %s: dataset %q: keys %q and %q are both set; choose one", l.path, name, pk+"table", pk+"query")
+	case strings.TrimSpace(pg.Table) == "" && strings.TrimSpace(pg.Query) == "":
+		return fmt.Errorf("config %s: dataset %q: missing key %q or %q", l.path, name, pk+"table", pk+"query")
+	case pg.Query != "" && len(pg.Columns) > 0:
+		return fmt.Errorf("config %s: dataset %q: key %q is only for %q; name the query's result columns with AS", l.path, name, pk+"columns", pk+"table")
+	}
+	for col, expr := range pg.Columns {
+		if strings.TrimSpace(col) == "" || strings.TrimSpace(expr) == "" {
+			return fmt.Errorf("config %s: dataset %q: key %q: column %q: empty column name or SQL expression", l.path, name, pk+"columns", col)
+		}
+	}
+	return nil
+}
+
+// rawColumns returns datasets.<name>.postgres.columns as written in the file.
+func (l *loader) rawColumns(name string) map[string]string {
+	get := func(m map[string]any, key string) map[string]any {
+		for k, v := range m {
+			if strings.EqualFold(k, key) {
+				if sub, ok := v.(map[string]any); ok {
+					return sub
+				}
+			}
+		}
+		return nil
+	}
+	cols := get(get(get(get(l.doc, "datasets"), name), "postgres"), "columns")
+	if len(cols) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(cols))
+	for k, v := range cols {
+		out[k], _ = v.(string)
+	}
+	return out
 }
 
 // LoadAnalyst reads an analyst configuration file like LoadParty.

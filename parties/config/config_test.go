@@ -227,3 +227,124 @@ func TestSaveRoundTrip(t *testing.T) {
 		t.Fatalf("%+v", q)
 	}
 }
+
+const pgDataset = `
+datasets:
+  patients:
+    postgres:
+      dsn_env: HOSPITAL_PG_DSN
+      table: omop.person
+      columns:
+        age: 2026 - year_of_birth
+        Systolic_BP: sbp
+  visits:
+    postgres:
+      dsn: postgres://synod@db.example:5432/ehr
+      query: |
+        SELECT p.age AS age, m.value_as_number AS bmi
+        FROM person p JOIN measurement m USING (person_id)
+`
+
+func withDatasets(ds string) string {
+	return strings.Replace(good, "datasets:\n  patients:\n    csv: p1/patients.csv\n", ds[1:], 1)
+}
+
+func TestPostgresDataset(t *testing.T) {
+	path := setup(t, withDatasets(pgDataset)+"schema: schema.yaml\n")
+	dir := filepath.Dir(path)
+	if err := os.WriteFile(filepath.Join(dir, "schema.yaml"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := LoadParty(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Schema != filepath.Join(dir, "schema.yaml") {
+		t.Errorf("schema %q", p.Schema)
+	}
+	pg := p.Datasets["patients"].Postgres
+	if pg == nil || p.Datasets["patients"].CSV != "" || pg.DSNEnv != "HOSPITAL_PG_DSN" || pg.DSN != "" || pg.Table != "omop.person" || pg.Query != "" {
+		t.Fatalf("patients %+v", p.Datasets["patients"])
+	}
+	// column names keep their case (viper would lower-case them)
+	if len(pg.Columns) != 2 || pg.Columns["age"] != "2026 - year_of_birth" || pg.Columns["Systolic_BP"] != "sbp" {
+		t.Fatalf("columns %v", pg.Columns)
+	}
+	v := p.Datasets["visits"].Postgres
+	if v == nil || v.DSN != "postgres://synod@db.example:5432/ehr" || !strings.HasPrefix(v.Query, "SELECT p.age AS age") || v.Table != "" {
+		t.Fatalf("visits %+v", v)
+	}
+	src := p.Datasets["patients"].Source()
+	if src.Postgres == nil || src.Postgres.Table != "omop.person" || src.Postgres.Columns["Systolic_BP"] != "sbp" || src.Describe() != "postgres table omop.person" {
+		t.Fatalf("source %+v", src)
+	}
+
+	// environment overrides of a postgres source
+	t.Setenv("SYNOD_DATASETS_PATIENTS_POSTGRES_TABLE", "omop.person_v2")
+	t.Setenv("SYNOD_DATASETS_VISITS_POSTGRES_DSN", "postgres://other/ehr")
+	p, err = LoadParty(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Datasets["patients"].Postgres.Table != "omop.person_v2" || p.Datasets["visits"].Postgres.DSN != "postgres://other/ehr" {
+		t.Fatalf("env not applied: %+v %+v", p.Datasets["patients"].Postgres, p.Datasets["visits"].Postgres)
+	}
+
+	// and back: SaveParty writes the postgres source as it was read
+	out := filepath.Join(dir, "saved.yaml")
+	if err := SaveParty(out, p); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SYNOD_DATASETS_PATIENTS_POSTGRES_TABLE", "")
+	t.Setenv("SYNOD_DATASETS_VISITS_POSTGRES_DSN", "")
+	q, err := LoadParty(out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Datasets["patients"].Postgres.Columns["Systolic_BP"] != "sbp" || q.Datasets["patients"].Postgres.Table != "omop.person_v2" || q.Schema != p.Schema {
+		t.Fatalf("round trip %+v", q.Datasets["patients"].Postgres)
+	}
+	// no schema key: backward compatible
+	p, err = LoadParty(setup(t, good), nil)
+	if err != nil || p.Schema != "" {
+		t.Fatalf("%v %q", err, p.Schema)
+	}
+}
+
+func TestDatasetErrors(t *testing.T) {
+	pg := func(body string) string {
+		return withDatasets("\ndatasets:\n  patients:\n    postgres:\n" + body)
+	}
+	cases := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"both sources", withDatasets("\ndatasets:\n  patients:\n    csv: p1/patients.csv\n    postgres: {dsn: x, table: t}\n"), []string{`"datasets.patients.csv"`, `"datasets.patients.postgres"`, "one source"}},
+		{"no source", withDatasets("\ndatasets:\n  patients: {}\n"), []string{`dataset "patients"`, `"datasets.patients.csv" or "datasets.patients.postgres"`}},
+		{"empty postgres", pg("      {}\n"), []string{`"datasets.patients.csv" or "datasets.patients.postgres"`}},
+		{"no dsn", pg("      table: t\n"), []string{`missing key "datasets.patients.postgres.dsn"`, "dsn_env"}},
+		{"dsn and dsn_env", pg("      dsn: x\n      dsn_env: Y\n      table: t\n"), []string{`"datasets.patients.postgres.dsn" and "datasets.patients.postgres.dsn_env" are both set`}},
+		{"no table or query", pg("      dsn: x\n"), []string{`missing key "datasets.patients.postgres.table" or "datasets.patients.postgres.query"`}},
+		{"table and query", pg("      dsn: x\n      table: t\n      query: SELECT 1\n"), []string{`"datasets.patients.postgres.table" and "datasets.patients.postgres.query" are both set`}},
+		{"columns with query", pg("      dsn: x\n      query: SELECT 1 AS a\n      columns: {a: b}\n"), []string{`"datasets.patients.postgres.columns" is only for "datasets.patients.postgres.table"`}},
+		{"empty expression", pg("      dsn: x\n      table: t\n      columns: {a: ''}\n"), []string{`column "a"`, "empty"}},
+		{"columns not a map", pg("      dsn: x\n      table: t\n      columns: [a, b]\n"), []string{`"datasets.patients.postgres.columns" must be a mapping`}},
+		{"expression not a string", pg("      dsn: x\n      table: t\n      columns: {a: {b: c}}\n"), []string{`column "a"`, "a string"}},
+		{"unknown postgres key", pg("      dsn: x\n      table: t\n      password: hunter2\n"), []string{"unknown key(s) datasets.patients.postgres.password"}},
+		{"postgres not a map", pg("      x\n"), []string{`"datasets.patients.postgres" must be a mapping`}},
+		{"schema absent", good + "schema: nope.yaml\n", []string{`"schema"`, "nope.yaml", "no such file"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := LoadParty(setup(t, c.yaml), nil)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}

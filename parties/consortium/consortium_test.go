@@ -10,6 +10,7 @@ import (
 	"github.com/synod-mpc/synod/parties/identity"
 	"github.com/synod-mpc/synod/parties/keystore"
 	"github.com/synod-mpc/synod/parties/pki"
+	"github.com/synod-mpc/synod/parties/schema"
 )
 
 func TestInitAndLoad(t *testing.T) {
@@ -89,6 +90,9 @@ func TestInitAndLoad(t *testing.T) {
 		if _, err := pki.ServerTLSConfig(caPEM, certPEM, keyPEM); err != nil {
 			t.Fatal(err)
 		}
+		if p.Schema != filepath.Join(dir, SchemaFile) {
+			t.Fatalf("%s: schema %q, want the consortium's copy", id, p.Schema)
+		}
 		if id == "party-2" {
 			if got := p.Datasets["patients"].CSV; got != csv {
 				t.Fatalf("dataset path %q, want %q", got, csv)
@@ -96,6 +100,14 @@ func TestInitAndLoad(t *testing.T) {
 		} else if len(p.Datasets) != 0 {
 			t.Fatalf("%s has datasets %v", id, p.Datasets)
 		}
+	}
+	// the consortium's schema is the shipped one
+	sch, err := schema.Load(filepath.Join(dir, SchemaFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sch.Column("patients", "systolic_bp"); !ok {
+		t.Fatalf("schema %v", sch.Names())
 	}
 	a, err := config.LoadAnalyst(filepath.Join(dir, "analyst.yaml"), nil)
 	if err != nil {
@@ -131,6 +143,42 @@ func TestInitOptionsErrors(t *testing.T) {
 		if err := Init(o); err == nil {
 			t.Errorf("Init(%+v) accepted", o)
 		}
+	}
+}
+
+// A custom schema is copied; a dataset it does not declare, or an invalid
+// schema, is refused before anything is written.
+func TestInitSchema(t *testing.T) {
+	own := filepath.Join(t.TempDir(), "own.yaml")
+	os.WriteFile(own, []byte("datasets:\n  visits:\n    columns:\n      - {name: length, type: integer, min: 0, max: 90}\n"), 0o644)
+	csv := filepath.Join(t.TempDir(), "v.csv")
+	os.WriteFile(csv, []byte("length\n3\n"), 0o644)
+	for _, c := range []struct {
+		opts InitOptions
+		want string
+	}{
+		{InitOptions{Parties: 1, Threshold: 1, Datasets: map[string]map[string]string{"visits": {"party-1": csv}}}, `dataset "visits" is not in the schema (shipped configs/schema.yaml) (datasets: patients)`},
+		{InitOptions{Parties: 1, Threshold: 1, Schema: own, Datasets: map[string]map[string]string{"patients": {"party-1": csv}}}, `dataset "patients" is not in the schema`},
+		{InitOptions{Parties: 1, Threshold: 1, Schema: csv}, "not valid YAML"},
+		{InitOptions{Parties: 1, Threshold: 1, Schema: own + ".absent"}, "own.yaml.absent"},
+	} {
+		c.opts.Dir = t.TempDir()
+		err := Init(c.opts)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("want an error containing %q, got %v", c.want, err)
+		}
+		if _, serr := os.Stat(filepath.Join(c.opts.Dir, FileName)); serr == nil {
+			t.Errorf("a refused init wrote %s", FileName)
+		}
+	}
+	dir := t.TempDir()
+	if err := Init(InitOptions{Dir: dir, Parties: 1, Threshold: 1, Schema: own, Datasets: map[string]map[string]string{"visits": {"party-1": csv}}}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(filepath.Join(dir, SchemaFile))
+	want, _ := os.ReadFile(own)
+	if string(got) != string(want) {
+		t.Fatalf("schema copy %q", got)
 	}
 }
 

@@ -2,6 +2,7 @@ package consortium
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -16,16 +17,19 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/synod-mpc/synod/configs"
 	"github.com/synod-mpc/synod/ledger"
 	"github.com/synod-mpc/synod/parties/config"
 	"github.com/synod-mpc/synod/parties/identity"
 	"github.com/synod-mpc/synod/parties/keystore"
 	"github.com/synod-mpc/synod/parties/pki"
+	"github.com/synod-mpc/synod/parties/schema"
 )
 
 // File names written by Init, relative to InitOptions.Dir.
 const (
 	FileName       = "consortium.yaml"
+	SchemaFile     = "schema.yaml"
 	CACertFile     = "ca.pem"
 	SecretsDir     = "secrets"
 	CAKeyFile      = "secrets/ca-key.pem"
@@ -54,12 +58,16 @@ type InitOptions struct {
 	// FastBlocks makes the chain commit blocks as fast as loopback allows
 	// (tests and demos on one machine).
 	FastBlocks bool
+	// Schema is the consortium schema file copied to Dir/schema.yaml, which
+	// every party config names (key schema); default: the shipped
+	// configs/schema.yaml. Every dataset in Datasets must be in it.
+	Schema string
 }
 
 // Init creates a complete consortium in opts.Dir:
 //
 //	ca.pem, secrets/ca-key.pem (0600)
-//	consortium.yaml
+//	consortium.yaml, schema.yaml
 //	party-i.yaml, party-i/{tls.pem, tls-key.pem, identity.key, data/}, secrets/party-i.pass
 //	<analyst>.yaml, <analyst>/{tls.pem, tls-key.pem, identity.key, data/}, secrets/<analyst>.pass
 //
@@ -122,6 +130,23 @@ func Init(opts InitOptions) error {
 			}
 		}
 	}
+	schemaBytes := configs.Schema
+	if opts.Schema != "" {
+		var err error
+		if schemaBytes, err = os.ReadFile(opts.Schema); err != nil {
+			return fmt.Errorf("consortium init: schema: %w", err)
+		}
+	}
+	sch, err := schema.Parse(schemaBytes)
+	if err != nil {
+		return fmt.Errorf("consortium init: schema %s: %w", cmp.Or(opts.Schema, "(shipped configs/schema.yaml)"), err)
+	}
+	for ds := range opts.Datasets {
+		if _, ok := sch.Dataset(ds); !ok {
+			return fmt.Errorf("consortium init: dataset %q is not in the schema %s (datasets: %s); give a schema that declares it", ds,
+				cmp.Or(opts.Schema, "(shipped configs/schema.yaml)"), strings.Join(sch.Names(), ", "))
+		}
+	}
 	absDir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return fmt.Errorf("consortium init: %w", err)
@@ -139,6 +164,9 @@ func Init(opts InitOptions) error {
 	caCert, caKey, err := pki.NewCA(opts.Name)
 	if err != nil {
 		return fmt.Errorf("consortium init: %w", err)
+	}
+	if err := writeFile(filepath.Join(opts.Dir, SchemaFile), schemaBytes, 0o644); err != nil {
+		return err
 	}
 	if err := writeFile(filepath.Join(opts.Dir, CACertFile), caCert, 0o644); err != nil {
 		return err
@@ -229,7 +257,7 @@ func Init(opts InitOptions) error {
 			return fmt.Errorf("consortium init: %s: %w", id, err)
 		}
 		p := config.DefaultParty()
-		p.ID, p.Listen, p.Consortium = id, m.Address, FileName
+		p.ID, p.Listen, p.Consortium, p.Schema = id, m.Address, FileName, SchemaFile
 		p.DataDir = id + "/data"
 		p.TLS = files.tls
 		p.Identity.KeyFile = files.identity

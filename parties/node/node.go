@@ -28,6 +28,7 @@ import (
 	"github.com/synod-mpc/synod/parties/datasource"
 	"github.com/synod-mpc/synod/parties/identity"
 	"github.com/synod-mpc/synod/parties/keystore"
+	"github.com/synod-mpc/synod/parties/schema"
 	"github.com/synod-mpc/synod/parties/transport"
 )
 
@@ -125,13 +126,8 @@ func New(cfg *config.Party, log *slog.Logger) (*Node, error) {
 	}
 	slices.Sort(n.parties)
 	n.peers = transport.NewPeers(creds, addresses)
-	for name, ds := range cfg.Datasets {
-		t, err := datasource.LoadCSV(name, ds.CSV)
-		if err != nil {
-			return nil, fmt.Errorf("config %s: datasets.%s: %w", cfg.Path(), name, err)
-		}
-		n.datasets[name] = t
-		n.log.Info("dataset loaded", "dataset", name, "rows", t.Rows, "columns", len(t.Columns))
+	if err := n.loadDatasets(); err != nil {
+		return nil, err
 	}
 	if n.state, err = loadKeyState(cfg.DataDir, pass); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
@@ -140,6 +136,43 @@ func New(cfg *config.Party, log *slog.Logger) (*Node, error) {
 		n.log.Info("setup keys loaded", "parameters", n.state.Meta.Parameters, "digest", fmt.Sprintf("%x", n.state.Meta.Digest[:8]))
 	}
 	return n, nil
+}
+
+// loadDatasets loads every dataset the config declares, from a CSV file or
+// from PostgreSQL, and checks each against the consortium schema when the
+// config names one: the node refuses to start on a dataset that does not
+// match, naming the dataset and the column.
+func (n *Node) loadDatasets() error {
+	cfg := n.cfg
+	var sch *schema.Schema
+	if cfg.Schema != "" {
+		var err error
+		if sch, err = schema.Load(cfg.Schema); err != nil {
+			return fmt.Errorf("config %s: schema: %w", cfg.Path(), err)
+		}
+	}
+	names := make([]string, 0, len(cfg.Datasets))
+	for name := range cfg.Datasets {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		src := cfg.Datasets[name].Source()
+		start := time.Now()
+		t, err := datasource.Load(context.Background(), name, src)
+		if err != nil {
+			return fmt.Errorf("config %s: datasets.%s: %w", cfg.Path(), name, err)
+		}
+		if sch != nil {
+			if err := sch.Check(t); err != nil {
+				return fmt.Errorf("config %s: datasets.%s (%s) does not match the consortium schema %s:\n%w", cfg.Path(), name, src.Describe(), cfg.Schema, err)
+			}
+		}
+		n.datasets[name] = t
+		n.log.Info("dataset loaded", "dataset", name, "source", src.Describe(), "rows", t.Rows, "columns", len(t.Columns),
+			"schema_checked", sch != nil, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
 }
 
 // Serve runs the gRPC server until ctx ends.

@@ -2,29 +2,49 @@
 // values a party encrypts, computes a party's local partial sums, and turns
 // the decrypted slots back into the statistics asked for.
 //
-// Each party encrypts one small vector of partial sums (the count of its
-// matching rows and the sum of each column asked for); the coordinator adds
+// Each party encrypts one small vector of partial sums; the coordinator adds
 // the parties' ciphertexts. The cost therefore grows with the number of
-// released cells, not with the number of rows.
+// released cells, not with the number of rows. For every group of the query
+// (one, without GROUP BY) the vector holds the count of the matching rows
+// and, as the statistics need them, the sum of a column, the sum of its
+// squares, the sum of the product of two columns and one count per histogram
+// bucket (see Layout). The analyst computes every statistic from these sums
+// (Finish): AVG = Σx/n, VAR_SAMP = (Σx² − (Σx)²/n)/(n−1), and so on.
+//
+// Releasing these sums releases slightly more than the statistics alone: the
+// analyst learns the count and the sums, not only their quotient. That is the
+// current design; a policy on minimum cohort size applies to the counts.
+//
+// Analysts write queries in a SQL subset (CompileSQL) or with the legacy
+// --agg/--where flags (ParseAggregate, ParseFilter); both produce a
+// canonical QuerySpec (Canonicalize), which is what the parties approve.
 package query
 
 import (
 	"fmt"
 	"math"
-	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
-	"github.com/synod-mpc/synod/parties/datasource"
 )
 
 // CountSlot labels the slot holding the number of matching rows.
 const CountSlot = "count"
 
-// MaxCells bounds the number of slots a query may release.
-const MaxCells = 64
+// MaxCells bounds the number of slots a query may release: all of them go in
+// one ciphertext, and the smallest registered parameter set (ckks-n13) has
+// 4096 slots.
+const MaxCells = 4096
+
+// Limits on the shape of a spec, so that a hostile or mistaken spec cannot
+// make a party allocate or recurse without bound.
+const (
+	maxPredicateDepth = 64
+	maxPredicateNodes = 1024
+	maxInValues       = 1024
+	maxGroupColumns   = 4
+)
 
 // Validate checks a spec's shape, independent of any party's data.
 func Validate(spec *synodv1.QuerySpec) error {
@@ -34,182 +54,329 @@ func Validate(spec *synodv1.QuerySpec) error {
 	if spec.GetDataset() == "" {
 		return fmt.Errorf("query: missing dataset")
 	}
+	if pr := spec.GetPrivacy(); pr != nil && pr.GetEpsilon() != 0 {
+		if err := ValidatePrivacy(pr); err != nil {
+			return err
+		}
+	}
 	if len(spec.GetAggregates()) == 0 {
 		return fmt.Errorf("query on %s: no aggregate requested", spec.GetDataset())
 	}
 	for i, a := range spec.GetAggregates() {
-		switch a.GetFunc() {
-		case synodv1.Aggregate_COUNT:
-		case synodv1.Aggregate_SUM, synodv1.Aggregate_MEAN:
-			if a.GetColumn() == "" {
-				return fmt.Errorf("query: aggregate %d (%s) needs a column", i+1, a.GetFunc())
-			}
-		default:
-			return fmt.Errorf("query: aggregate %d: unsupported function %v", i+1, a.GetFunc())
+		if err := validateAggregate(a); err != nil {
+			return fmt.Errorf("query: aggregate %d (%s): %w", i+1, a.GetFunc(), err)
 		}
 	}
 	for i, f := range spec.GetFilters() {
-		if f.GetColumn() == "" {
-			return fmt.Errorf("query: filter %d has no column", i+1)
-		}
-		if f.GetOp() == synodv1.Filter_OP_UNSPECIFIED || synodv1.Filter_Op_name[int32(f.GetOp())] == "" {
-			return fmt.Errorf("query: filter %d on %q: unsupported operator %v", i+1, f.GetColumn(), f.GetOp())
-		}
-		if math.IsNaN(f.GetValue()) || math.IsInf(f.GetValue(), 0) {
-			return fmt.Errorf("query: filter %d on %q: value is not finite", i+1, f.GetColumn())
+		if err := validateFilter(f); err != nil {
+			return fmt.Errorf("query: filter %d: %w", i+1, err)
 		}
 	}
-	if n := len(Layout(spec)); n > MaxCells {
-		return fmt.Errorf("query: %d result cells exceed the limit of %d", n, MaxCells)
+	if w := spec.GetWhere(); w != nil {
+		nodes := 0
+		if err := validatePredicate(w, 0, &nodes); err != nil {
+			return fmt.Errorf("query: where: %w", err)
+		}
+	}
+	if len(spec.GetGroupBy()) > maxGroupColumns {
+		return fmt.Errorf("query: %d GROUP BY columns exceed the limit of %d", len(spec.GetGroupBy()), maxGroupColumns)
+	}
+	seen := map[string]bool{}
+	for _, g := range spec.GetGroupBy() {
+		if g.GetColumn() == "" {
+			return fmt.Errorf("query: GROUP BY without a column")
+		}
+		if seen[g.GetColumn()] {
+			return fmt.Errorf("query: GROUP BY %s appears twice", g.GetColumn())
+		}
+		seen[g.GetColumn()] = true
+		if len(g.GetDomain()) == 0 {
+			return fmt.Errorf("query: GROUP BY %s needs its domain, e.g. GROUP BY %s IN (0, 1)", g.GetColumn(), g.GetColumn())
+		}
+		if len(g.GetDomain()) > MaxCells {
+			return fmt.Errorf("query: GROUP BY %s: %d values exceed the limit of %d cells", g.GetColumn(), len(g.GetDomain()), MaxCells)
+		}
+		for j, v := range g.GetDomain() {
+			if !finite(v) {
+				return fmt.Errorf("query: GROUP BY %s: domain value %v is not finite", g.GetColumn(), v)
+			}
+			if j > 0 && !(g.GetDomain()[j-1] < v) {
+				return fmt.Errorf("query: GROUP BY %s: domain must be sorted and distinct", g.GetColumn())
+			}
+		}
+	}
+	if n := CellCount(spec); n > MaxCells {
+		return fmt.Errorf("query: %d result cells (%d groups × %d) exceed the limit of %d", n, groupCount(spec), len(groupSlots(spec)), MaxCells)
 	}
 	return nil
 }
 
-// Layout lists what each slot of the encrypted vector holds: the count
-// first, then the sum of each column named by a SUM or MEAN, in first-use order.
-func Layout(spec *synodv1.QuerySpec) []string {
-	layout := []string{CountSlot}
-	for _, a := range spec.GetAggregates() {
-		if a.GetFunc() == synodv1.Aggregate_SUM || a.GetFunc() == synodv1.Aggregate_MEAN {
-			label := "sum:" + a.GetColumn()
-			if !slices.Contains(layout, label) {
-				layout = append(layout, label)
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+func validateAggregate(a *synodv1.Aggregate) error {
+	if a == nil {
+		return fmt.Errorf("empty aggregate")
+	}
+	needCol, needCol2, needEdges := false, false, false
+	switch a.GetFunc() {
+	case synodv1.Aggregate_COUNT:
+	case synodv1.Aggregate_SUM, synodv1.Aggregate_MEAN, synodv1.Aggregate_VAR_SAMP, synodv1.Aggregate_STDDEV_SAMP:
+		needCol = true
+	case synodv1.Aggregate_COVAR_SAMP, synodv1.Aggregate_CORR:
+		needCol, needCol2 = true, true
+	case synodv1.Aggregate_HISTOGRAM:
+		needCol, needEdges = true, true
+	default:
+		return fmt.Errorf("unsupported function %v", a.GetFunc())
+	}
+	switch {
+	case needCol && a.GetColumn() == "":
+		return fmt.Errorf("needs a column")
+	case !needCol && a.GetColumn() != "":
+		return fmt.Errorf("takes no column")
+	case needCol2 && a.GetColumn2() == "":
+		return fmt.Errorf("needs a second column")
+	case !needCol2 && a.GetColumn2() != "":
+		return fmt.Errorf("takes one column")
+	case !needEdges && len(a.GetEdges()) > 0:
+		return fmt.Errorf("takes no bucket edges")
+	}
+	if needEdges {
+		e := a.GetEdges()
+		if len(e) < 2 {
+			return fmt.Errorf("needs at least two bucket edges")
+		}
+		if len(e) > MaxCells+1 {
+			return fmt.Errorf("%d buckets exceed the limit of %d cells", len(e)-1, MaxCells)
+		}
+		for i, v := range e {
+			if !finite(v) {
+				return fmt.Errorf("bucket edge %v is not finite", v)
+			}
+			if i > 0 && !(e[i-1] < v) {
+				return fmt.Errorf("bucket edges must be strictly increasing")
 			}
 		}
 	}
-	return layout
+	return nil
 }
 
-// Local computes a party's partial sums for spec over its table, in
-// Layout order. Unknown columns are errors naming the dataset's columns.
-func Local(t *datasource.Table, spec *synodv1.QuerySpec) ([]float64, error) {
-	if err := Validate(spec); err != nil {
-		return nil, err
+func validateFilter(f *synodv1.Filter) error {
+	if f.GetColumn() == "" {
+		return fmt.Errorf("no column")
 	}
-	filters := spec.GetFilters()
-	filterCols := make([][]float64, len(filters))
-	for i, f := range filters {
-		col, err := t.Column(f.GetColumn())
-		if err != nil {
-			return nil, fmt.Errorf("filter %d: %w", i+1, err)
+	if f.GetOp() == synodv1.Filter_OP_UNSPECIFIED || synodv1.Filter_Op_name[int32(f.GetOp())] == "" {
+		return fmt.Errorf("on %q: unsupported operator %v", f.GetColumn(), f.GetOp())
+	}
+	if !finite(f.GetValue()) {
+		return fmt.Errorf("on %q: value is not finite", f.GetColumn())
+	}
+	return nil
+}
+
+func validatePredicate(p *synodv1.Predicate, depth int, nodes *int) error {
+	if depth > maxPredicateDepth {
+		return fmt.Errorf("nested deeper than %d", maxPredicateDepth)
+	}
+	if *nodes++; *nodes > maxPredicateNodes {
+		return fmt.Errorf("more than %d conditions", maxPredicateNodes)
+	}
+	switch k := p.GetKind().(type) {
+	case *synodv1.Predicate_Compare:
+		return validateFilter(k.Compare)
+	case *synodv1.Predicate_And, *synodv1.Predicate_Or:
+		ops := operands(p)
+		if len(ops) < 2 {
+			return fmt.Errorf("AND/OR with %d operands", len(ops))
 		}
-		filterCols[i] = col
-	}
-	layout := Layout(spec)
-	sumCols := make([][]float64, len(layout))
-	for i, label := range layout[1:] {
-		col, err := t.Column(label[len("sum:"):])
-		if err != nil {
-			return nil, err
-		}
-		sumCols[i+1] = col
-	}
-	out := make([]float64, len(layout))
-rows:
-	for r := 0; r < t.Rows; r++ {
-		for i, f := range filters {
-			if !match(filterCols[i][r], f.GetOp(), f.GetValue()) {
-				continue rows
+		for _, o := range ops {
+			if err := validatePredicate(o, depth+1, nodes); err != nil {
+				return err
 			}
 		}
-		out[0]++
-		for i := 1; i < len(layout); i++ {
-			out[i] += sumCols[i][r]
+		return nil
+	case *synodv1.Predicate_Not:
+		if k.Not == nil {
+			return fmt.Errorf("NOT without operand")
+		}
+		return validatePredicate(k.Not, depth+1, nodes)
+	case *synodv1.Predicate_In:
+		if k.In.GetColumn() == "" {
+			return fmt.Errorf("IN without a column")
+		}
+		vs := k.In.GetValues()
+		if len(vs) == 0 || len(vs) > maxInValues {
+			return fmt.Errorf("IN on %q with %d values (want 1 to %d)", k.In.GetColumn(), len(vs), maxInValues)
+		}
+		for _, v := range vs {
+			if !finite(v) {
+				return fmt.Errorf("IN on %q: value %v is not finite", k.In.GetColumn(), v)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("empty condition")
+}
+
+func operands(p *synodv1.Predicate) []*synodv1.Predicate {
+	switch k := p.GetKind().(type) {
+	case *synodv1.Predicate_And:
+		return k.And.GetOperands()
+	case *synodv1.Predicate_Or:
+		return k.Or.GetOperands()
+	}
+	return nil
+}
+
+// slotKind says what a slot of a group accumulates.
+type slotKind int
+
+const (
+	slotCount  slotKind = iota
+	slotSum             // Σ a
+	slotSumSq           // Σ a²
+	slotSumXY           // Σ a·b
+	slotBucket          // #rows with lo <= a < hi
+)
+
+// slot is one value a party accumulates per group.
+type slot struct {
+	label  string
+	kind   slotKind
+	a, b   string // columns
+	lo, hi float64
+}
+
+// num formats a number canonically (shortest representation that parses back).
+func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+func bucketLabel(col string, lo, hi float64) string {
+	return fmt.Sprintf("hist:%s:[%s,%s)", col, num(lo), num(hi))
+}
+
+// groupSlots lists the slots of one group: the count first, then what each
+// aggregate needs, in first-use order and without repetition.
+func groupSlots(spec *synodv1.QuerySpec) []slot {
+	slots := []slot{{label: CountSlot, kind: slotCount}}
+	seen := map[string]bool{CountSlot: true}
+	add := func(s slot) {
+		if !seen[s.label] {
+			seen[s.label] = true
+			slots = append(slots, s)
 		}
 	}
-	return out, nil
-}
-
-func match(v float64, op synodv1.Filter_Op, x float64) bool {
-	switch op {
-	case synodv1.Filter_EQ:
-		return v == x
-	case synodv1.Filter_NE:
-		return v != x
-	case synodv1.Filter_LT:
-		return v < x
-	case synodv1.Filter_LE:
-		return v <= x
-	case synodv1.Filter_GT:
-		return v > x
-	case synodv1.Filter_GE:
-		return v >= x
+	sum := func(c string) { add(slot{label: "sum:" + c, kind: slotSum, a: c}) }
+	sumsq := func(c string) { add(slot{label: "sumsq:" + c, kind: slotSumSq, a: c}) }
+	sumxy := func(x, y string) {
+		if x == y {
+			sumsq(x)
+			return
+		}
+		if y < x {
+			x, y = y, x
+		}
+		add(slot{label: "sumxy:" + x + "," + y, kind: slotSumXY, a: x, b: y})
 	}
-	return false
-}
-
-// Cell is one released statistic.
-type Cell struct {
-	Name  string  `json:"name"`
-	Value float64 `json:"value"`
-}
-
-// Finish turns the decrypted slots (in Layout order) into the statistics the
-// spec asked for. Counts are rounded to the nearest integer: the noise the
-// parameters promise is far below one half.
-func Finish(spec *synodv1.QuerySpec, slots []float64) ([]Cell, error) {
-	layout := Layout(spec)
-	if len(slots) < len(layout) {
-		return nil, fmt.Errorf("result has %d slots, the query lays out %d", len(slots), len(layout))
-	}
-	count := math.Round(slots[0])
-	sum := func(col string) float64 { return slots[slices.Index(layout, "sum:"+col)] }
-	var cells []Cell
 	for _, a := range spec.GetAggregates() {
+		x, y := a.GetColumn(), a.GetColumn2()
 		switch a.GetFunc() {
-		case synodv1.Aggregate_COUNT:
-			cells = append(cells, Cell{Name: "COUNT(*)", Value: count})
-		case synodv1.Aggregate_SUM:
-			cells = append(cells, Cell{Name: fmt.Sprintf("SUM(%s)", a.GetColumn()), Value: sum(a.GetColumn())})
-		case synodv1.Aggregate_MEAN:
-			mean := math.NaN()
-			if count > 0 {
-				mean = sum(a.GetColumn()) / count
+		case synodv1.Aggregate_SUM, synodv1.Aggregate_MEAN:
+			sum(x)
+		case synodv1.Aggregate_VAR_SAMP, synodv1.Aggregate_STDDEV_SAMP:
+			sum(x)
+			sumsq(x)
+		case synodv1.Aggregate_COVAR_SAMP:
+			sum(x)
+			sum(y)
+			sumxy(x, y)
+		case synodv1.Aggregate_CORR:
+			sum(x)
+			sum(y)
+			sumsq(x)
+			sumsq(y)
+			sumxy(x, y)
+		case synodv1.Aggregate_HISTOGRAM:
+			e := a.GetEdges()
+			for i := 0; i+1 < len(e); i++ {
+				add(slot{label: bucketLabel(x, e[i], e[i+1]), kind: slotBucket, a: x, lo: e[i], hi: e[i+1]})
 			}
-			cells = append(cells, Cell{Name: fmt.Sprintf("MEAN(%s)", a.GetColumn()), Value: mean})
 		}
 	}
-	return cells, nil
+	return slots
 }
 
-// ParseAggregate reads "count", "sum:COLUMN" or "mean:COLUMN".
-func ParseAggregate(s string) (*synodv1.Aggregate, error) {
-	fn, col, _ := strings.Cut(strings.TrimSpace(s), ":")
-	switch strings.ToLower(fn) {
-	case "count":
-		if col != "" {
-			return nil, fmt.Errorf("aggregate %q: count takes no column", s)
+// groupCount is the number of groups (1 without GROUP BY), saturating at
+// MaxCells+1.
+func groupCount(spec *synodv1.QuerySpec) int {
+	n := 1
+	for _, g := range spec.GetGroupBy() {
+		n *= max(len(g.GetDomain()), 1)
+		if n > MaxCells {
+			return MaxCells + 1
 		}
-		return &synodv1.Aggregate{Func: synodv1.Aggregate_COUNT}, nil
-	case "sum", "mean", "avg":
-		if col == "" {
-			return nil, fmt.Errorf("aggregate %q: %s needs a column, e.g. %s:age", s, fn, fn)
-		}
-		f := synodv1.Aggregate_SUM
-		if fn != "sum" {
-			f = synodv1.Aggregate_MEAN
-		}
-		return &synodv1.Aggregate{Func: f, Column: col}, nil
 	}
-	return nil, fmt.Errorf("aggregate %q: unknown function %q (want count, sum:COLUMN or mean:COLUMN)", s, fn)
+	return n
 }
 
-var filterRE = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|!=|==|=|<|>)\s*(\S+)\s*$`)
-
-var filterOps = map[string]synodv1.Filter_Op{
-	"=": synodv1.Filter_EQ, "==": synodv1.Filter_EQ, "!=": synodv1.Filter_NE,
-	"<": synodv1.Filter_LT, "<=": synodv1.Filter_LE, ">": synodv1.Filter_GT, ">=": synodv1.Filter_GE,
+// CellCount is the number of slots the query releases (saturating above
+// MaxCells), computed without materializing the layout.
+func CellCount(spec *synodv1.QuerySpec) int {
+	n := groupCount(spec) * len(groupSlots(spec))
+	return min(n, MaxCells*MaxCells)
 }
 
-// ParseFilter reads "COLUMN OP NUMBER", e.g. "age>=40".
-func ParseFilter(s string) (*synodv1.Filter, error) {
-	m := filterRE.FindStringSubmatch(s)
-	if m == nil {
-		return nil, fmt.Errorf("filter %q: want COLUMN OP NUMBER with OP one of = != < <= > >=", s)
+// GroupColumns names the GROUP BY columns, in spec order.
+func GroupColumns(spec *synodv1.QuerySpec) []string {
+	var cols []string
+	for _, g := range spec.GetGroupBy() {
+		cols = append(cols, g.GetColumn())
 	}
-	v, err := strconv.ParseFloat(m[3], 64)
-	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-		return nil, fmt.Errorf("filter %q: %q is not a finite number", s, m[3])
+	return cols
+}
+
+// groupKeys lists every group's values, the first GROUP BY column varying
+// slowest; one empty key without GROUP BY.
+func groupKeys(spec *synodv1.QuerySpec) [][]float64 {
+	keys := [][]float64{nil}
+	for _, g := range spec.GetGroupBy() {
+		var next [][]float64
+		for _, k := range keys {
+			for _, v := range g.GetDomain() {
+				next = append(next, append(append([]float64(nil), k...), v))
+			}
+		}
+		keys = next
 	}
-	return &synodv1.Filter{Column: m[1], Op: filterOps[m[2]], Value: v}, nil
+	return keys
+}
+
+func groupPrefix(spec *synodv1.QuerySpec, key []float64) string {
+	if len(key) == 0 {
+		return ""
+	}
+	parts := make([]string, len(key))
+	for i, v := range key {
+		parts[i] = spec.GetGroupBy()[i].GetColumn() + "=" + num(v)
+	}
+	return strings.Join(parts, ",") + "|"
+}
+
+// Layout lists what each slot of the encrypted vector holds. For each group
+// (the first GROUP BY column varying slowest), in this order: "count", then
+// in first-use order "sum:COL", "sumsq:COL" (Σx²), "sumxy:A,B" (Σab, columns
+// sorted) and "hist:COL:[LO,HI)" (a bucket's count), as the aggregates need
+// them. With GROUP BY each label is prefixed by its group, e.g.
+// "sex=1|sum:bmi". Without GROUP BY the layout of a COUNT/SUM/MEAN query is
+// the historical one: count, then sum:COL in first-use order.
+// The spec must be valid (Validate).
+func Layout(spec *synodv1.QuerySpec) []string {
+	slots := groupSlots(spec)
+	var out []string
+	for _, k := range groupKeys(spec) {
+		p := groupPrefix(spec, k)
+		for _, s := range slots {
+			out = append(out, p+s.label)
+		}
+	}
+	return out
 }

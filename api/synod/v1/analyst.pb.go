@@ -27,7 +27,13 @@ const (
 	Aggregate_FUNC_UNSPECIFIED Aggregate_Func = 0
 	Aggregate_COUNT            Aggregate_Func = 1
 	Aggregate_SUM              Aggregate_Func = 2
-	Aggregate_MEAN             Aggregate_Func = 3
+	// MEAN is SQL's AVG.
+	Aggregate_MEAN        Aggregate_Func = 3
+	Aggregate_VAR_SAMP    Aggregate_Func = 4
+	Aggregate_STDDEV_SAMP Aggregate_Func = 5
+	Aggregate_COVAR_SAMP  Aggregate_Func = 6
+	Aggregate_CORR        Aggregate_Func = 7
+	Aggregate_HISTOGRAM   Aggregate_Func = 8
 )
 
 // Enum value maps for Aggregate_Func.
@@ -37,12 +43,22 @@ var (
 		1: "COUNT",
 		2: "SUM",
 		3: "MEAN",
+		4: "VAR_SAMP",
+		5: "STDDEV_SAMP",
+		6: "COVAR_SAMP",
+		7: "CORR",
+		8: "HISTOGRAM",
 	}
 	Aggregate_Func_value = map[string]int32{
 		"FUNC_UNSPECIFIED": 0,
 		"COUNT":            1,
 		"SUM":              2,
 		"MEAN":             3,
+		"VAR_SAMP":         4,
+		"STDDEV_SAMP":      5,
+		"COVAR_SAMP":       6,
+		"CORR":             7,
+		"HISTOGRAM":        8,
 	}
 )
 
@@ -132,6 +148,55 @@ func (x Filter_Op) Number() protoreflect.EnumNumber {
 // Deprecated: Use Filter_Op.Descriptor instead.
 func (Filter_Op) EnumDescriptor() ([]byte, []int) {
 	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{6, 0}
+}
+
+type Privacy_Mechanism int32
+
+const (
+	Privacy_MECHANISM_UNSPECIFIED Privacy_Mechanism = 0
+	Privacy_LAPLACE               Privacy_Mechanism = 1
+	Privacy_GAUSSIAN              Privacy_Mechanism = 2
+)
+
+// Enum value maps for Privacy_Mechanism.
+var (
+	Privacy_Mechanism_name = map[int32]string{
+		0: "MECHANISM_UNSPECIFIED",
+		1: "LAPLACE",
+		2: "GAUSSIAN",
+	}
+	Privacy_Mechanism_value = map[string]int32{
+		"MECHANISM_UNSPECIFIED": 0,
+		"LAPLACE":               1,
+		"GAUSSIAN":              2,
+	}
+)
+
+func (x Privacy_Mechanism) Enum() *Privacy_Mechanism {
+	p := new(Privacy_Mechanism)
+	*p = x
+	return p
+}
+
+func (x Privacy_Mechanism) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Privacy_Mechanism) Descriptor() protoreflect.EnumDescriptor {
+	return file_synod_v1_analyst_proto_enumTypes[2].Descriptor()
+}
+
+func (Privacy_Mechanism) Type() protoreflect.EnumType {
+	return &file_synod_v1_analyst_proto_enumTypes[2]
+}
+
+func (x Privacy_Mechanism) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Privacy_Mechanism.Descriptor instead.
+func (Privacy_Mechanism) EnumDescriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{10, 0}
 }
 
 type ListPartiesRequest struct {
@@ -457,12 +522,24 @@ func (x *Event) GetParty() string {
 	return ""
 }
 
-// Aggregate is one requested statistic.
+// Aggregate is one requested statistic. Every statistic is computed by the
+// analyst from sums the parties pre-aggregate (see parties/query): COUNT,
+// SUM and MEAN from the count and the sum of the column; VAR_SAMP and
+// STDDEV_SAMP add the sum of squares; COVAR_SAMP and CORR the sums of both
+// columns, of their squares (CORR) and of their product; HISTOGRAM one count
+// per bucket. Releasing these sums releases slightly more than the
+// statistic alone (the analyst divides).
 type Aggregate struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Func  Aggregate_Func         `protobuf:"varint,1,opt,name=func,proto3,enum=synod.v1.Aggregate_Func" json:"func,omitempty"`
 	// Column name; empty for COUNT.
-	Column        string `protobuf:"bytes,2,opt,name=column,proto3" json:"column,omitempty"`
+	Column string `protobuf:"bytes,2,opt,name=column,proto3" json:"column,omitempty"`
+	// Second column of COVAR_SAMP and CORR; empty otherwise.
+	Column2 string `protobuf:"bytes,3,opt,name=column2,proto3" json:"column2,omitempty"`
+	// HISTOGRAM bucket edges, strictly increasing, at least two: bucket i
+	// counts the rows with edges[i] <= column < edges[i+1]. Rows outside
+	// [edges[0], edges[last]) are in no bucket.
+	Edges         []float64 `protobuf:"fixed64,4,rep,packed,name=edges,proto3" json:"edges,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -509,6 +586,20 @@ func (x *Aggregate) GetColumn() string {
 		return x.Column
 	}
 	return ""
+}
+
+func (x *Aggregate) GetColumn2() string {
+	if x != nil {
+		return x.Column2
+	}
+	return ""
+}
+
+func (x *Aggregate) GetEdges() []float64 {
+	if x != nil {
+		return x.Edges
+	}
+	return nil
 }
 
 // Filter is a comparison every party applies to its own rows before it
@@ -573,20 +664,218 @@ func (x *Filter) GetValue() float64 {
 	return 0
 }
 
+// Predicate is a boolean expression over a row, evaluated by every party on
+// its own rows before it encrypts anything. Exactly one field is set.
+type Predicate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Predicate_Compare
+	//	*Predicate_And
+	//	*Predicate_Or
+	//	*Predicate_Not
+	//	*Predicate_In
+	Kind          isPredicate_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Predicate) Reset() {
+	*x = Predicate{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Predicate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Predicate) ProtoMessage() {}
+
+func (x *Predicate) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Predicate.ProtoReflect.Descriptor instead.
+func (*Predicate) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Predicate) GetKind() isPredicate_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *Predicate) GetCompare() *Filter {
+	if x != nil {
+		if x, ok := x.Kind.(*Predicate_Compare); ok {
+			return x.Compare
+		}
+	}
+	return nil
+}
+
+func (x *Predicate) GetAnd() *Predicate_List {
+	if x != nil {
+		if x, ok := x.Kind.(*Predicate_And); ok {
+			return x.And
+		}
+	}
+	return nil
+}
+
+func (x *Predicate) GetOr() *Predicate_List {
+	if x != nil {
+		if x, ok := x.Kind.(*Predicate_Or); ok {
+			return x.Or
+		}
+	}
+	return nil
+}
+
+func (x *Predicate) GetNot() *Predicate {
+	if x != nil {
+		if x, ok := x.Kind.(*Predicate_Not); ok {
+			return x.Not
+		}
+	}
+	return nil
+}
+
+func (x *Predicate) GetIn() *Predicate_InList {
+	if x != nil {
+		if x, ok := x.Kind.(*Predicate_In); ok {
+			return x.In
+		}
+	}
+	return nil
+}
+
+type isPredicate_Kind interface {
+	isPredicate_Kind()
+}
+
+type Predicate_Compare struct {
+	Compare *Filter `protobuf:"bytes,1,opt,name=compare,proto3,oneof"`
+}
+
+type Predicate_And struct {
+	And *Predicate_List `protobuf:"bytes,2,opt,name=and,proto3,oneof"`
+}
+
+type Predicate_Or struct {
+	Or *Predicate_List `protobuf:"bytes,3,opt,name=or,proto3,oneof"`
+}
+
+type Predicate_Not struct {
+	Not *Predicate `protobuf:"bytes,4,opt,name=not,proto3,oneof"`
+}
+
+type Predicate_In struct {
+	In *Predicate_InList `protobuf:"bytes,5,opt,name=in,proto3,oneof"`
+}
+
+func (*Predicate_Compare) isPredicate_Kind() {}
+
+func (*Predicate_And) isPredicate_Kind() {}
+
+func (*Predicate_Or) isPredicate_Kind() {}
+
+func (*Predicate_Not) isPredicate_Kind() {}
+
+func (*Predicate_In) isPredicate_Kind() {}
+
+// GroupBy splits the rows by the value of a column whose values are a small
+// declared categorical domain. Rows whose value is not in the domain are in
+// no group.
+type GroupBy struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Column string                 `protobuf:"bytes,1,opt,name=column,proto3" json:"column,omitempty"`
+	// The domain: sorted, distinct, finite.
+	Domain        []float64 `protobuf:"fixed64,2,rep,packed,name=domain,proto3" json:"domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupBy) Reset() {
+	*x = GroupBy{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupBy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupBy) ProtoMessage() {}
+
+func (x *GroupBy) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupBy.ProtoReflect.Descriptor instead.
+func (*GroupBy) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GroupBy) GetColumn() string {
+	if x != nil {
+		return x.Column
+	}
+	return ""
+}
+
+func (x *GroupBy) GetDomain() []float64 {
+	if x != nil {
+		return x.Domain
+	}
+	return nil
+}
+
 // QuerySpec is the canonical form of a query: what is approved, signed
-// and recorded.
+// and recorded. A row counts when it passes every filter and the where
+// predicate (if any).
 type QuerySpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Dataset       string                 `protobuf:"bytes,1,opt,name=dataset,proto3" json:"dataset,omitempty"`
-	Aggregates    []*Aggregate           `protobuf:"bytes,2,rep,name=aggregates,proto3" json:"aggregates,omitempty"`
-	Filters       []*Filter              `protobuf:"bytes,3,rep,name=filters,proto3" json:"filters,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Dataset    string                 `protobuf:"bytes,1,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	Aggregates []*Aggregate           `protobuf:"bytes,2,rep,name=aggregates,proto3" json:"aggregates,omitempty"`
+	// Comparisons, ANDed. The SQL compiler puts every top-level conjunct that
+	// is a single comparison here (sorted), and the rest in where.
+	Filters []*Filter `protobuf:"bytes,3,rep,name=filters,proto3" json:"filters,omitempty"`
+	// Further condition, ANDed with filters.
+	Where *Predicate `protobuf:"bytes,4,opt,name=where,proto3" json:"where,omitempty"`
+	// Result cells are grouped by the cross product of these domains (the
+	// first column varies slowest).
+	GroupBy []*GroupBy `protobuf:"bytes,5,rep,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
+	// Differential privacy asked for; absent or epsilon 0: no noise.
+	Privacy       *Privacy `protobuf:"bytes,6,opt,name=privacy,proto3" json:"privacy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QuerySpec) Reset() {
 	*x = QuerySpec{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[7]
+	mi := &file_synod_v1_analyst_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +887,7 @@ func (x *QuerySpec) String() string {
 func (*QuerySpec) ProtoMessage() {}
 
 func (x *QuerySpec) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[7]
+	mi := &file_synod_v1_analyst_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +900,7 @@ func (x *QuerySpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuerySpec.ProtoReflect.Descriptor instead.
 func (*QuerySpec) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{7}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *QuerySpec) GetDataset() string {
@@ -635,6 +924,93 @@ func (x *QuerySpec) GetFilters() []*Filter {
 	return nil
 }
 
+func (x *QuerySpec) GetWhere() *Predicate {
+	if x != nil {
+		return x.Where
+	}
+	return nil
+}
+
+func (x *QuerySpec) GetGroupBy() []*GroupBy {
+	if x != nil {
+		return x.GroupBy
+	}
+	return nil
+}
+
+func (x *QuerySpec) GetPrivacy() *Privacy {
+	if x != nil {
+		return x.Privacy
+	}
+	return nil
+}
+
+// Privacy is the differential privacy a query spends: every contributing
+// party adds a share of the noise to each released cell before it encrypts,
+// so the total noise is the mechanism's and no party knows it.
+type Privacy struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Mechanism Privacy_Mechanism      `protobuf:"varint,1,opt,name=mechanism,proto3,enum=synod.v1.Privacy_Mechanism" json:"mechanism,omitempty"`
+	// Epsilon of the whole query, split evenly over its cells (basic
+	// composition).
+	Epsilon float64 `protobuf:"fixed64,2,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	// Delta of the whole query (Gaussian only).
+	Delta         float64 `protobuf:"fixed64,3,opt,name=delta,proto3" json:"delta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Privacy) Reset() {
+	*x = Privacy{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Privacy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Privacy) ProtoMessage() {}
+
+func (x *Privacy) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Privacy.ProtoReflect.Descriptor instead.
+func (*Privacy) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Privacy) GetMechanism() Privacy_Mechanism {
+	if x != nil {
+		return x.Mechanism
+	}
+	return Privacy_MECHANISM_UNSPECIFIED
+}
+
+func (x *Privacy) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *Privacy) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
 type SubmitQueryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Part:
@@ -648,7 +1024,7 @@ type SubmitQueryRequest struct {
 
 func (x *SubmitQueryRequest) Reset() {
 	*x = SubmitQueryRequest{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[8]
+	mi := &file_synod_v1_analyst_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +1036,7 @@ func (x *SubmitQueryRequest) String() string {
 func (*SubmitQueryRequest) ProtoMessage() {}
 
 func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[8]
+	mi := &file_synod_v1_analyst_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +1049,7 @@ func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitQueryRequest.ProtoReflect.Descriptor instead.
 func (*SubmitQueryRequest) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{8}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubmitQueryRequest) GetPart() isSubmitQueryRequest_Part {
@@ -726,7 +1102,7 @@ type SubmitQueryResponse struct {
 
 func (x *SubmitQueryResponse) Reset() {
 	*x = SubmitQueryResponse{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[9]
+	mi := &file_synod_v1_analyst_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +1114,7 @@ func (x *SubmitQueryResponse) String() string {
 func (*SubmitQueryResponse) ProtoMessage() {}
 
 func (x *SubmitQueryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[9]
+	mi := &file_synod_v1_analyst_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +1127,7 @@ func (x *SubmitQueryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitQueryResponse.ProtoReflect.Descriptor instead.
 func (*SubmitQueryResponse) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{9}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubmitQueryResponse) GetSession() string {
@@ -770,7 +1146,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[10]
+	mi := &file_synod_v1_analyst_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +1158,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[10]
+	mi := &file_synod_v1_analyst_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1171,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{10}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchRequest) GetSession() string {
@@ -814,7 +1190,7 @@ type FetchResultRequest struct {
 
 func (x *FetchResultRequest) Reset() {
 	*x = FetchResultRequest{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[11]
+	mi := &file_synod_v1_analyst_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +1202,7 @@ func (x *FetchResultRequest) String() string {
 func (*FetchResultRequest) ProtoMessage() {}
 
 func (x *FetchResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[11]
+	mi := &file_synod_v1_analyst_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +1215,7 @@ func (x *FetchResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResultRequest.ProtoReflect.Descriptor instead.
 func (*FetchResultRequest) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{11}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FetchResultRequest) GetSession() string {
@@ -852,7 +1228,8 @@ func (x *FetchResultRequest) GetSession() string {
 // ResultSlot says what one slot of the result ciphertext holds.
 type ResultSlot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "count" or "sum:<column>".
+	// "count" or "sum:<column>", ... (see parties/query.Layout), prefixed
+	// by the group ("sex=1|count") when the query groups rows.
 	Label         string `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -860,7 +1237,7 @@ type ResultSlot struct {
 
 func (x *ResultSlot) Reset() {
 	*x = ResultSlot{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[12]
+	mi := &file_synod_v1_analyst_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +1249,7 @@ func (x *ResultSlot) String() string {
 func (*ResultSlot) ProtoMessage() {}
 
 func (x *ResultSlot) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[12]
+	mi := &file_synod_v1_analyst_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +1262,7 @@ func (x *ResultSlot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultSlot.ProtoReflect.Descriptor instead.
 func (*ResultSlot) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{12}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResultSlot) GetLabel() string {
@@ -919,7 +1296,7 @@ type ResultMetadata struct {
 
 func (x *ResultMetadata) Reset() {
 	*x = ResultMetadata{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[13]
+	mi := &file_synod_v1_analyst_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1308,7 @@ func (x *ResultMetadata) String() string {
 func (*ResultMetadata) ProtoMessage() {}
 
 func (x *ResultMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[13]
+	mi := &file_synod_v1_analyst_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1321,7 @@ func (x *ResultMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultMetadata.ProtoReflect.Descriptor instead.
 func (*ResultMetadata) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{13}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ResultMetadata) GetSession() string {
@@ -1033,7 +1410,7 @@ type Receipt struct {
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[14]
+	mi := &file_synod_v1_analyst_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1422,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[14]
+	mi := &file_synod_v1_analyst_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1435,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{14}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Receipt) GetHeight() int64 {
@@ -1109,7 +1486,7 @@ type FetchResultResponse struct {
 
 func (x *FetchResultResponse) Reset() {
 	*x = FetchResultResponse{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[15]
+	mi := &file_synod_v1_analyst_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1498,7 @@ func (x *FetchResultResponse) String() string {
 func (*FetchResultResponse) ProtoMessage() {}
 
 func (x *FetchResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[15]
+	mi := &file_synod_v1_analyst_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1511,7 @@ func (x *FetchResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResultResponse.ProtoReflect.Descriptor instead.
 func (*FetchResultResponse) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{15}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FetchResultResponse) GetPart() isFetchResultResponse_Part {
@@ -1178,6 +1555,104 @@ func (*FetchResultResponse_Metadata) isFetchResultResponse_Part() {}
 
 func (*FetchResultResponse_Ciphertext) isFetchResultResponse_Part() {}
 
+// Operands of AND and OR: at least two.
+type Predicate_List struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Operands      []*Predicate           `protobuf:"bytes,1,rep,name=operands,proto3" json:"operands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Predicate_List) Reset() {
+	*x = Predicate_List{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Predicate_List) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Predicate_List) ProtoMessage() {}
+
+func (x *Predicate_List) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Predicate_List.ProtoReflect.Descriptor instead.
+func (*Predicate_List) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{7, 0}
+}
+
+func (x *Predicate_List) GetOperands() []*Predicate {
+	if x != nil {
+		return x.Operands
+	}
+	return nil
+}
+
+// InList holds when the column equals one of the values (sorted, distinct).
+type Predicate_InList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Column        string                 `protobuf:"bytes,1,opt,name=column,proto3" json:"column,omitempty"`
+	Values        []float64              `protobuf:"fixed64,2,rep,packed,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Predicate_InList) Reset() {
+	*x = Predicate_InList{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Predicate_InList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Predicate_InList) ProtoMessage() {}
+
+func (x *Predicate_InList) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Predicate_InList.ProtoReflect.Descriptor instead.
+func (*Predicate_InList) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{7, 1}
+}
+
+func (x *Predicate_InList) GetColumn() string {
+	if x != nil {
+		return x.Column
+	}
+	return ""
+}
+
+func (x *Predicate_InList) GetValues() []float64 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 var File_synod_v1_analyst_proto protoreflect.FileDescriptor
 
 const file_synod_v1_analyst_proto_rawDesc = "" +
@@ -1210,15 +1685,23 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x14\n" +
 	"\x05final\x18\x05 \x01(\bR\x05final\x12\x16\n" +
 	"\x06failed\x18\x06 \x01(\bR\x06failed\x12\x14\n" +
-	"\x05party\x18\a \x01(\tR\x05party\"\x8d\x01\n" +
+	"\x05party\x18\a \x01(\tR\x05party\"\x86\x02\n" +
 	"\tAggregate\x12,\n" +
 	"\x04func\x18\x01 \x01(\x0e2\x18.synod.v1.Aggregate.FuncR\x04func\x12\x16\n" +
-	"\x06column\x18\x02 \x01(\tR\x06column\":\n" +
+	"\x06column\x18\x02 \x01(\tR\x06column\x12\x18\n" +
+	"\acolumn2\x18\x03 \x01(\tR\acolumn2\x12\x14\n" +
+	"\x05edges\x18\x04 \x03(\x01R\x05edges\"\x82\x01\n" +
 	"\x04Func\x12\x14\n" +
 	"\x10FUNC_UNSPECIFIED\x10\x00\x12\t\n" +
 	"\x05COUNT\x10\x01\x12\a\n" +
 	"\x03SUM\x10\x02\x12\b\n" +
-	"\x04MEAN\x10\x03\"\xa5\x01\n" +
+	"\x04MEAN\x10\x03\x12\f\n" +
+	"\bVAR_SAMP\x10\x04\x12\x0f\n" +
+	"\vSTDDEV_SAMP\x10\x05\x12\x0e\n" +
+	"\n" +
+	"COVAR_SAMP\x10\x06\x12\b\n" +
+	"\x04CORR\x10\a\x12\r\n" +
+	"\tHISTOGRAM\x10\b\"\xa5\x01\n" +
 	"\x06Filter\x12\x16\n" +
 	"\x06column\x18\x01 \x01(\tR\x06column\x12#\n" +
 	"\x02op\x18\x02 \x01(\x0e2\x13.synod.v1.Filter.OpR\x02op\x12\x14\n" +
@@ -1230,13 +1713,39 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\x02LT\x10\x03\x12\x06\n" +
 	"\x02LE\x10\x04\x12\x06\n" +
 	"\x02GT\x10\x05\x12\x06\n" +
-	"\x02GE\x10\x06\"\x86\x01\n" +
+	"\x02GE\x10\x06\"\xe5\x02\n" +
+	"\tPredicate\x12,\n" +
+	"\acompare\x18\x01 \x01(\v2\x10.synod.v1.FilterH\x00R\acompare\x12,\n" +
+	"\x03and\x18\x02 \x01(\v2\x18.synod.v1.Predicate.ListH\x00R\x03and\x12*\n" +
+	"\x02or\x18\x03 \x01(\v2\x18.synod.v1.Predicate.ListH\x00R\x02or\x12'\n" +
+	"\x03not\x18\x04 \x01(\v2\x13.synod.v1.PredicateH\x00R\x03not\x12,\n" +
+	"\x02in\x18\x05 \x01(\v2\x1a.synod.v1.Predicate.InListH\x00R\x02in\x1a7\n" +
+	"\x04List\x12/\n" +
+	"\boperands\x18\x01 \x03(\v2\x13.synod.v1.PredicateR\boperands\x1a8\n" +
+	"\x06InList\x12\x16\n" +
+	"\x06column\x18\x01 \x01(\tR\x06column\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\x01R\x06valuesB\x06\n" +
+	"\x04kind\"9\n" +
+	"\aGroupBy\x12\x16\n" +
+	"\x06column\x18\x01 \x01(\tR\x06column\x12\x16\n" +
+	"\x06domain\x18\x02 \x03(\x01R\x06domain\"\x8c\x02\n" +
 	"\tQuerySpec\x12\x18\n" +
 	"\adataset\x18\x01 \x01(\tR\adataset\x123\n" +
 	"\n" +
 	"aggregates\x18\x02 \x03(\v2\x13.synod.v1.AggregateR\n" +
 	"aggregates\x12*\n" +
-	"\afilters\x18\x03 \x03(\v2\x10.synod.v1.FilterR\afilters\"{\n" +
+	"\afilters\x18\x03 \x03(\v2\x10.synod.v1.FilterR\afilters\x12)\n" +
+	"\x05where\x18\x04 \x01(\v2\x13.synod.v1.PredicateR\x05where\x12,\n" +
+	"\bgroup_by\x18\x05 \x03(\v2\x11.synod.v1.GroupByR\agroupBy\x12+\n" +
+	"\aprivacy\x18\x06 \x01(\v2\x11.synod.v1.PrivacyR\aprivacy\"\xb7\x01\n" +
+	"\aPrivacy\x129\n" +
+	"\tmechanism\x18\x01 \x01(\x0e2\x1b.synod.v1.Privacy.MechanismR\tmechanism\x12\x18\n" +
+	"\aepsilon\x18\x02 \x01(\x01R\aepsilon\x12\x14\n" +
+	"\x05delta\x18\x03 \x01(\x01R\x05delta\"A\n" +
+	"\tMechanism\x12\x19\n" +
+	"\x15MECHANISM_UNSPECIFIED\x10\x00\x12\v\n" +
+	"\aLAPLACE\x10\x01\x12\f\n" +
+	"\bGAUSSIAN\x10\x02\"{\n" +
 	"\x12SubmitQueryRequest\x12)\n" +
 	"\x04spec\x18\x01 \x01(\v2\x13.synod.v1.QuerySpecH\x00R\x04spec\x122\n" +
 	"\vanalyst_key\x18\x02 \x01(\v2\x0f.synod.v1.ChunkH\x00R\n" +
@@ -1298,57 +1807,73 @@ func file_synod_v1_analyst_proto_rawDescGZIP() []byte {
 	return file_synod_v1_analyst_proto_rawDescData
 }
 
-var file_synod_v1_analyst_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_synod_v1_analyst_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_synod_v1_analyst_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_synod_v1_analyst_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_synod_v1_analyst_proto_goTypes = []any{
 	(Aggregate_Func)(0),         // 0: synod.v1.Aggregate.Func
 	(Filter_Op)(0),              // 1: synod.v1.Filter.Op
-	(*ListPartiesRequest)(nil),  // 2: synod.v1.ListPartiesRequest
-	(*PartyInfo)(nil),           // 3: synod.v1.PartyInfo
-	(*ListPartiesResponse)(nil), // 4: synod.v1.ListPartiesResponse
-	(*SetupRequest)(nil),        // 5: synod.v1.SetupRequest
-	(*Event)(nil),               // 6: synod.v1.Event
-	(*Aggregate)(nil),           // 7: synod.v1.Aggregate
-	(*Filter)(nil),              // 8: synod.v1.Filter
-	(*QuerySpec)(nil),           // 9: synod.v1.QuerySpec
-	(*SubmitQueryRequest)(nil),  // 10: synod.v1.SubmitQueryRequest
-	(*SubmitQueryResponse)(nil), // 11: synod.v1.SubmitQueryResponse
-	(*WatchRequest)(nil),        // 12: synod.v1.WatchRequest
-	(*FetchResultRequest)(nil),  // 13: synod.v1.FetchResultRequest
-	(*ResultSlot)(nil),          // 14: synod.v1.ResultSlot
-	(*ResultMetadata)(nil),      // 15: synod.v1.ResultMetadata
-	(*Receipt)(nil),             // 16: synod.v1.Receipt
-	(*FetchResultResponse)(nil), // 17: synod.v1.FetchResultResponse
-	(*Chunk)(nil),               // 18: synod.v1.Chunk
+	(Privacy_Mechanism)(0),      // 2: synod.v1.Privacy.Mechanism
+	(*ListPartiesRequest)(nil),  // 3: synod.v1.ListPartiesRequest
+	(*PartyInfo)(nil),           // 4: synod.v1.PartyInfo
+	(*ListPartiesResponse)(nil), // 5: synod.v1.ListPartiesResponse
+	(*SetupRequest)(nil),        // 6: synod.v1.SetupRequest
+	(*Event)(nil),               // 7: synod.v1.Event
+	(*Aggregate)(nil),           // 8: synod.v1.Aggregate
+	(*Filter)(nil),              // 9: synod.v1.Filter
+	(*Predicate)(nil),           // 10: synod.v1.Predicate
+	(*GroupBy)(nil),             // 11: synod.v1.GroupBy
+	(*QuerySpec)(nil),           // 12: synod.v1.QuerySpec
+	(*Privacy)(nil),             // 13: synod.v1.Privacy
+	(*SubmitQueryRequest)(nil),  // 14: synod.v1.SubmitQueryRequest
+	(*SubmitQueryResponse)(nil), // 15: synod.v1.SubmitQueryResponse
+	(*WatchRequest)(nil),        // 16: synod.v1.WatchRequest
+	(*FetchResultRequest)(nil),  // 17: synod.v1.FetchResultRequest
+	(*ResultSlot)(nil),          // 18: synod.v1.ResultSlot
+	(*ResultMetadata)(nil),      // 19: synod.v1.ResultMetadata
+	(*Receipt)(nil),             // 20: synod.v1.Receipt
+	(*FetchResultResponse)(nil), // 21: synod.v1.FetchResultResponse
+	(*Predicate_List)(nil),      // 22: synod.v1.Predicate.List
+	(*Predicate_InList)(nil),    // 23: synod.v1.Predicate.InList
+	(*Chunk)(nil),               // 24: synod.v1.Chunk
 }
 var file_synod_v1_analyst_proto_depIdxs = []int32{
-	3,  // 0: synod.v1.ListPartiesResponse.parties:type_name -> synod.v1.PartyInfo
+	4,  // 0: synod.v1.ListPartiesResponse.parties:type_name -> synod.v1.PartyInfo
 	0,  // 1: synod.v1.Aggregate.func:type_name -> synod.v1.Aggregate.Func
 	1,  // 2: synod.v1.Filter.op:type_name -> synod.v1.Filter.Op
-	7,  // 3: synod.v1.QuerySpec.aggregates:type_name -> synod.v1.Aggregate
-	8,  // 4: synod.v1.QuerySpec.filters:type_name -> synod.v1.Filter
-	9,  // 5: synod.v1.SubmitQueryRequest.spec:type_name -> synod.v1.QuerySpec
-	18, // 6: synod.v1.SubmitQueryRequest.analyst_key:type_name -> synod.v1.Chunk
-	9,  // 7: synod.v1.ResultMetadata.spec:type_name -> synod.v1.QuerySpec
-	14, // 8: synod.v1.ResultMetadata.slots:type_name -> synod.v1.ResultSlot
-	16, // 9: synod.v1.ResultMetadata.receipt:type_name -> synod.v1.Receipt
-	15, // 10: synod.v1.FetchResultResponse.metadata:type_name -> synod.v1.ResultMetadata
-	18, // 11: synod.v1.FetchResultResponse.ciphertext:type_name -> synod.v1.Chunk
-	2,  // 12: synod.v1.Analyst.ListParties:input_type -> synod.v1.ListPartiesRequest
-	5,  // 13: synod.v1.Analyst.Setup:input_type -> synod.v1.SetupRequest
-	10, // 14: synod.v1.Analyst.SubmitQuery:input_type -> synod.v1.SubmitQueryRequest
-	12, // 15: synod.v1.Analyst.Watch:input_type -> synod.v1.WatchRequest
-	13, // 16: synod.v1.Analyst.FetchResult:input_type -> synod.v1.FetchResultRequest
-	4,  // 17: synod.v1.Analyst.ListParties:output_type -> synod.v1.ListPartiesResponse
-	6,  // 18: synod.v1.Analyst.Setup:output_type -> synod.v1.Event
-	11, // 19: synod.v1.Analyst.SubmitQuery:output_type -> synod.v1.SubmitQueryResponse
-	6,  // 20: synod.v1.Analyst.Watch:output_type -> synod.v1.Event
-	17, // 21: synod.v1.Analyst.FetchResult:output_type -> synod.v1.FetchResultResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	9,  // 3: synod.v1.Predicate.compare:type_name -> synod.v1.Filter
+	22, // 4: synod.v1.Predicate.and:type_name -> synod.v1.Predicate.List
+	22, // 5: synod.v1.Predicate.or:type_name -> synod.v1.Predicate.List
+	10, // 6: synod.v1.Predicate.not:type_name -> synod.v1.Predicate
+	23, // 7: synod.v1.Predicate.in:type_name -> synod.v1.Predicate.InList
+	8,  // 8: synod.v1.QuerySpec.aggregates:type_name -> synod.v1.Aggregate
+	9,  // 9: synod.v1.QuerySpec.filters:type_name -> synod.v1.Filter
+	10, // 10: synod.v1.QuerySpec.where:type_name -> synod.v1.Predicate
+	11, // 11: synod.v1.QuerySpec.group_by:type_name -> synod.v1.GroupBy
+	13, // 12: synod.v1.QuerySpec.privacy:type_name -> synod.v1.Privacy
+	2,  // 13: synod.v1.Privacy.mechanism:type_name -> synod.v1.Privacy.Mechanism
+	12, // 14: synod.v1.SubmitQueryRequest.spec:type_name -> synod.v1.QuerySpec
+	24, // 15: synod.v1.SubmitQueryRequest.analyst_key:type_name -> synod.v1.Chunk
+	12, // 16: synod.v1.ResultMetadata.spec:type_name -> synod.v1.QuerySpec
+	18, // 17: synod.v1.ResultMetadata.slots:type_name -> synod.v1.ResultSlot
+	20, // 18: synod.v1.ResultMetadata.receipt:type_name -> synod.v1.Receipt
+	19, // 19: synod.v1.FetchResultResponse.metadata:type_name -> synod.v1.ResultMetadata
+	24, // 20: synod.v1.FetchResultResponse.ciphertext:type_name -> synod.v1.Chunk
+	10, // 21: synod.v1.Predicate.List.operands:type_name -> synod.v1.Predicate
+	3,  // 22: synod.v1.Analyst.ListParties:input_type -> synod.v1.ListPartiesRequest
+	6,  // 23: synod.v1.Analyst.Setup:input_type -> synod.v1.SetupRequest
+	14, // 24: synod.v1.Analyst.SubmitQuery:input_type -> synod.v1.SubmitQueryRequest
+	16, // 25: synod.v1.Analyst.Watch:input_type -> synod.v1.WatchRequest
+	17, // 26: synod.v1.Analyst.FetchResult:input_type -> synod.v1.FetchResultRequest
+	5,  // 27: synod.v1.Analyst.ListParties:output_type -> synod.v1.ListPartiesResponse
+	7,  // 28: synod.v1.Analyst.Setup:output_type -> synod.v1.Event
+	15, // 29: synod.v1.Analyst.SubmitQuery:output_type -> synod.v1.SubmitQueryResponse
+	7,  // 30: synod.v1.Analyst.Watch:output_type -> synod.v1.Event
+	21, // 31: synod.v1.Analyst.FetchResult:output_type -> synod.v1.FetchResultResponse
+	27, // [27:32] is the sub-list for method output_type
+	22, // [22:27] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_synod_v1_analyst_proto_init() }
@@ -1357,11 +1882,18 @@ func file_synod_v1_analyst_proto_init() {
 		return
 	}
 	file_synod_v1_node_proto_init()
-	file_synod_v1_analyst_proto_msgTypes[8].OneofWrappers = []any{
+	file_synod_v1_analyst_proto_msgTypes[7].OneofWrappers = []any{
+		(*Predicate_Compare)(nil),
+		(*Predicate_And)(nil),
+		(*Predicate_Or)(nil),
+		(*Predicate_Not)(nil),
+		(*Predicate_In)(nil),
+	}
+	file_synod_v1_analyst_proto_msgTypes[11].OneofWrappers = []any{
 		(*SubmitQueryRequest_Spec)(nil),
 		(*SubmitQueryRequest_AnalystKey)(nil),
 	}
-	file_synod_v1_analyst_proto_msgTypes[15].OneofWrappers = []any{
+	file_synod_v1_analyst_proto_msgTypes[18].OneofWrappers = []any{
 		(*FetchResultResponse_Metadata)(nil),
 		(*FetchResultResponse_Ciphertext)(nil),
 	}
@@ -1370,8 +1902,8 @@ func file_synod_v1_analyst_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_synod_v1_analyst_proto_rawDesc), len(file_synod_v1_analyst_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   16,
+			NumEnums:      3,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,146 @@
+package query
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
+)
+
+// Bounds gives a column's declared value range (from the consortium
+// schema); ok is false for a column without one.
+type Bounds func(column string) (lo, hi float64, ok bool)
+
+// NoiseScales returns, for each slot of Layout(spec), the scale of the
+// noise the whole consortium adds to it: the Laplace scale b or the
+// Gaussian sigma for the cell's sensitivity and its share of the query's
+// epsilon (and delta). One record changes a count or a histogram bucket by
+// 1, a sum by at most max|x|, Σx² by max x², Σxy by max|xy|, which is why
+// sums need declared ranges. It returns nil when the spec asks for no noise.
+//
+// Splitting epsilon evenly over every cell is basic composition: safe, and
+// pessimistic for grouped cells, which partition the records.
+func NoiseScales(spec *synodv1.QuerySpec, bounds Bounds) ([]float64, error) {
+	pr := spec.GetPrivacy()
+	if pr == nil || pr.GetEpsilon() == 0 {
+		return nil, nil
+	}
+	if err := ValidatePrivacy(pr); err != nil {
+		return nil, err
+	}
+	layout := Layout(spec)
+	cells := float64(len(layout))
+	eps, delta := pr.GetEpsilon()/cells, pr.GetDelta()/cells
+	out := make([]float64, len(layout))
+	for i, label := range layout {
+		if _, rest, ok := strings.Cut(label, "|"); ok {
+			label = rest
+		}
+		sens, err := sensitivity(label, bounds)
+		if err != nil {
+			return nil, err
+		}
+		switch pr.GetMechanism() {
+		case synodv1.Privacy_LAPLACE:
+			out[i] = sens / eps
+		case synodv1.Privacy_GAUSSIAN:
+			out[i] = math.Sqrt(2*math.Log(1.25/delta)) * sens / eps
+		}
+	}
+	return out, nil
+}
+
+// ValidatePrivacy checks a privacy request on its own.
+func ValidatePrivacy(pr *synodv1.Privacy) error {
+	eps := pr.GetEpsilon()
+	if math.IsNaN(eps) || math.IsInf(eps, 0) || eps < 0 {
+		return fmt.Errorf("privacy: epsilon %v is not a positive number", eps)
+	}
+	switch pr.GetMechanism() {
+	case synodv1.Privacy_LAPLACE:
+	case synodv1.Privacy_GAUSSIAN:
+		if d := pr.GetDelta(); !(d > 0 && d < 1) {
+			return fmt.Errorf("privacy: the Gaussian mechanism needs 0 < delta < 1, got %v", d)
+		}
+		if eps >= 1 {
+			return fmt.Errorf("privacy: the classic Gaussian mechanism needs epsilon < 1, got %v", eps)
+		}
+	default:
+		return fmt.Errorf("privacy: mechanism %v is not laplace or gaussian", pr.GetMechanism())
+	}
+	return nil
+}
+
+func sensitivity(label string, bounds Bounds) (float64, error) {
+	kind, cols, _ := strings.Cut(label, ":")
+	absMax := func(c string) (float64, error) {
+		lo, hi, ok := bounds(c)
+		if !ok {
+			return 0, fmt.Errorf("privacy: column %q has no declared value range, so its sums have no bounded sensitivity", c)
+		}
+		return math.Max(math.Abs(lo), math.Abs(hi)), nil
+	}
+	switch kind {
+	case CountSlot, "hist":
+		return 1, nil
+	case "sum":
+		return absMax(cols)
+	case "sumsq":
+		m, err := absMax(cols)
+		return m * m, err
+	case "sumxy":
+		a, b, _ := strings.Cut(cols, ",")
+		ma, err := absMax(a)
+		if err != nil {
+			return 0, err
+		}
+		mb, err := absMax(b)
+		return ma * mb, err
+	}
+	return 0, fmt.Errorf("privacy: no sensitivity for cell %q", label)
+}
+
+// Columns lists every column a query reads (aggregates, filters, the where
+// predicate and groups), sorted and distinct: what a column policy checks.
+func Columns(spec *synodv1.QuerySpec) []string {
+	seen := map[string]bool{}
+	add := func(c string) {
+		if c != "" {
+			seen[c] = true
+		}
+	}
+	for _, a := range spec.GetAggregates() {
+		add(a.GetColumn())
+		add(a.GetColumn2())
+	}
+	for _, f := range spec.GetFilters() {
+		add(f.GetColumn())
+	}
+	var walk func(p *synodv1.Predicate)
+	walk = func(p *synodv1.Predicate) {
+		if p == nil {
+			return
+		}
+		add(p.GetCompare().GetColumn())
+		add(p.GetIn().GetColumn())
+		for _, o := range p.GetAnd().GetOperands() {
+			walk(o)
+		}
+		for _, o := range p.GetOr().GetOperands() {
+			walk(o)
+		}
+		walk(p.GetNot())
+	}
+	walk(spec.GetWhere())
+	for _, g := range spec.GetGroupBy() {
+		add(g.GetColumn())
+	}
+	out := make([]string, 0, len(seen))
+	for c := range seen {
+		out = append(out, c)
+	}
+	sort.Strings(out)
+	return out
+}
