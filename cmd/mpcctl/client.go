@@ -33,14 +33,9 @@ func connect(g *globals, cmd *cobra.Command) (*analyst, error) {
 	if err != nil {
 		return nil, err
 	}
-	var creds transport.Credentials
-	for _, f := range []struct {
-		dst  *[]byte
-		path string
-	}{{&creds.CA, cfg.TLS.CA}, {&creds.Cert, cfg.TLS.Cert}, {&creds.Key, cfg.TLS.Key}} {
-		if *f.dst, err = os.ReadFile(f.path); err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
-		}
+	creds, err := transport.LoadCredentials(cfg.TLS)
+	if err != nil {
+		return nil, err
 	}
 	conn, err := transport.Dial(cfg.Node, cfg.NodeID, creds)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -91,14 +90,9 @@ func New(cfg *config.Party, log *slog.Logger) (*Node, error) {
 	if got := identity.EncodePublic(id.Public); got != me.IdentityKey {
 		return nil, fmt.Errorf("identity key %s does not match the consortium file's key for %s", cfg.Identity.KeyFile, cfg.ID)
 	}
-	var creds transport.Credentials
-	for _, f := range []struct {
-		dst  *[]byte
-		path string
-	}{{&creds.CA, cfg.TLS.CA}, {&creds.Cert, cfg.TLS.Cert}, {&creds.Key, cfg.TLS.Key}} {
-		if *f.dst, err = os.ReadFile(f.path); err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
-		}
+	creds, err := transport.LoadCredentials(cfg.TLS)
+	if err != nil {
+		return nil, err
 	}
 	n := &Node{
 		cfg:        cfg,

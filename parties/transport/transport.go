@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
+	"github.com/synod-mpc/synod/parties/config"
 	"github.com/synod-mpc/synod/parties/pki"
 	"github.com/synod-mpc/synod/parties/wire"
 )
@@ -32,6 +34,22 @@ import (
 // Credentials are the PEM files a node or analyst presents and trusts.
 type Credentials struct {
 	CA, Cert, Key []byte
+}
+
+// LoadCredentials reads the three PEM files a member's config names.
+func LoadCredentials(files config.TLSFiles) (Credentials, error) {
+	var c Credentials
+	for _, f := range []struct {
+		dst  *[]byte
+		path string
+	}{{&c.CA, files.CA}, {&c.Cert, files.Cert}, {&c.Key, files.Key}} {
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			return Credentials{}, fmt.Errorf("tls: %w", err)
+		}
+		*f.dst = b
+	}
+	return c, nil
 }
 
 // NewServer builds a gRPC server that requires a client certificate from the
