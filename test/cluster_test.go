@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -66,8 +67,27 @@ type cluster struct {
 	dir     string
 	n       int
 	nodes   []*exec.Cmd
-	logs    []*bytes.Buffer
+	logs    []*logBuffer
 	analyst string
+}
+
+// logBuffer collects a process's output; os/exec writes it from its own
+// goroutine while the test reads it.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // freeBasePort finds a base port whose three ranges of n ports (gRPC,
@@ -128,8 +148,8 @@ func (c *cluster) partyConfig(i int) string {
 func (c *cluster) start(i int, binary string, env ...string) {
 	cmd := exec.Command(filepath.Join(binDir, binary), "--config", c.partyConfig(i))
 	cmd.Env = append(os.Environ(), env...)
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
+	log := new(logBuffer)
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start party-%d: %v", i, err)
 	}
@@ -137,7 +157,7 @@ func (c *cluster) start(i int, binary string, env ...string) {
 		c.nodes = append(c.nodes, nil)
 		c.logs = append(c.logs, nil)
 	}
-	c.nodes[i-1], c.logs[i-1] = cmd, &log
+	c.nodes[i-1], c.logs[i-1] = cmd, log
 }
 
 // stop ends party i's process.
