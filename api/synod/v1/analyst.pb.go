@@ -1230,7 +1230,13 @@ type ResultSlot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "count" or "sum:<column>", ... (see parties/query.Layout), prefixed
 	// by the group ("sex=1|count") when the query groups rows.
-	Label         string `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	Label string `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	// The cell's group fell below the consortium's minimum cohort size: the
+	// slot was zeroed under encryption before the key switch.
+	Suppressed bool `protobuf:"varint,2,opt,name=suppressed,proto3" json:"suppressed,omitempty"`
+	// Scale of the differential privacy noise the parties added to the slot
+	// under encryption (Laplace b or Gaussian sigma); 0 without DP.
+	NoiseScale    float64 `protobuf:"fixed64,3,opt,name=noise_scale,json=noiseScale,proto3" json:"noise_scale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1272,6 +1278,20 @@ func (x *ResultSlot) GetLabel() string {
 	return ""
 }
 
+func (x *ResultSlot) GetSuppressed() bool {
+	if x != nil {
+		return x.Suppressed
+	}
+	return false
+}
+
+func (x *ResultSlot) GetNoiseScale() float64 {
+	if x != nil {
+		return x.NoiseScale
+	}
+	return 0
+}
+
 type ResultMetadata struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Session    string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
@@ -1290,6 +1310,9 @@ type ResultMetadata struct {
 	// Seconds the coordinator spent waiting for the chain to commit the
 	// session's approval and transcript records.
 	LedgerSeconds float64 `protobuf:"fixed64,10,opt,name=ledger_seconds,json=ledgerSeconds,proto3" json:"ledger_seconds,omitempty"`
+	// Smallest count a released cell may have (the largest minimum any
+	// contributing party's policy demands); 0 when no party sets one.
+	MinCohort     uint32 `protobuf:"varint,11,opt,name=min_cohort,json=minCohort,proto3" json:"min_cohort,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1390,6 +1413,13 @@ func (x *ResultMetadata) GetReceipt() *Receipt {
 func (x *ResultMetadata) GetLedgerSeconds() float64 {
 	if x != nil {
 		return x.LedgerSeconds
+	}
+	return 0
+}
+
+func (x *ResultMetadata) GetMinCohort() uint32 {
+	if x != nil {
+		return x.MinCohort
 	}
 	return 0
 }
@@ -1756,10 +1786,15 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\fWatchRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\".\n" +
 	"\x12FetchResultRequest\x12\x18\n" +
-	"\asession\x18\x01 \x01(\tR\asession\"\"\n" +
+	"\asession\x18\x01 \x01(\tR\asession\"c\n" +
 	"\n" +
 	"ResultSlot\x12\x14\n" +
-	"\x05label\x18\x01 \x01(\tR\x05label\"\xfa\x02\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\x12\x1e\n" +
+	"\n" +
+	"suppressed\x18\x02 \x01(\bR\n" +
+	"suppressed\x12\x1f\n" +
+	"\vnoise_scale\x18\x03 \x01(\x01R\n" +
+	"noiseScale\"\x99\x03\n" +
 	"\x0eResultMetadata\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12'\n" +
 	"\x04spec\x18\x02 \x01(\v2\x13.synod.v1.QuerySpecR\x04spec\x12\x1e\n" +
@@ -1775,7 +1810,9 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\tprecision\x18\b \x01(\x01R\tprecision\x12+\n" +
 	"\areceipt\x18\t \x01(\v2\x11.synod.v1.ReceiptR\areceipt\x12%\n" +
 	"\x0eledger_seconds\x18\n" +
-	" \x01(\x01R\rledgerSeconds\"\xab\x01\n" +
+	" \x01(\x01R\rledgerSeconds\x12\x1d\n" +
+	"\n" +
+	"min_cohort\x18\v \x01(\rR\tminCohort\"\xab\x01\n" +
 	"\aReceipt\x12\x16\n" +
 	"\x06height\x18\x01 \x01(\x03R\x06height\x12\x17\n" +
 	"\atx_hash\x18\x02 \x01(\fR\x06txHash\x12(\n" +

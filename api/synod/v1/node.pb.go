@@ -321,6 +321,73 @@ func (x *PingResponse) GetBytesSent() uint64 {
 	return 0
 }
 
+// QueryInput is a data party's contribution to a query: its partial sums
+// encrypted under the collective public key and, when the consortium
+// enforces a minimum cohort, the ciphertexts of the cohort test.
+type QueryInput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The party's partial sums (parties/query.Layout order), DP noise share
+	// included, at the aggregate level.
+	Values []byte `protobuf:"bytes,1,opt,name=values,proto3" json:"values,omitempty"`
+	// The party's per-group counts (noise share included) and random
+	// positive masks, encrypted for the cohort test (engine.CohortTest).
+	CohortCounts  []byte `protobuf:"bytes,2,opt,name=cohort_counts,json=cohortCounts,proto3" json:"cohort_counts,omitempty"`
+	CohortMasks   []byte `protobuf:"bytes,3,opt,name=cohort_masks,json=cohortMasks,proto3" json:"cohort_masks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryInput) Reset() {
+	*x = QueryInput{}
+	mi := &file_synod_v1_node_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryInput) ProtoMessage() {}
+
+func (x *QueryInput) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_node_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryInput.ProtoReflect.Descriptor instead.
+func (*QueryInput) Descriptor() ([]byte, []int) {
+	return file_synod_v1_node_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *QueryInput) GetValues() []byte {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *QueryInput) GetCohortCounts() []byte {
+	if x != nil {
+		return x.CohortCounts
+	}
+	return nil
+}
+
+func (x *QueryInput) GetCohortMasks() []byte {
+	if x != nil {
+		return x.CohortMasks
+	}
+	return nil
+}
+
 var File_synod_v1_node_proto protoreflect.FileDescriptor
 
 const file_synod_v1_node_proto_rawDesc = "" +
@@ -347,7 +414,12 @@ const file_synod_v1_node_proto_rawDesc = "" +
 	"setup_done\x18\x02 \x01(\bR\tsetupDone\x12!\n" +
 	"\fsetup_digest\x18\x03 \x01(\fR\vsetupDigest\x12\x1d\n" +
 	"\n" +
-	"bytes_sent\x18\x04 \x01(\x04R\tbytesSent2q\n" +
+	"bytes_sent\x18\x04 \x01(\x04R\tbytesSent\"l\n" +
+	"\n" +
+	"QueryInput\x12\x16\n" +
+	"\x06values\x18\x01 \x01(\fR\x06values\x12#\n" +
+	"\rcohort_counts\x18\x02 \x01(\fR\fcohortCounts\x12!\n" +
+	"\fcohort_masks\x18\x03 \x01(\fR\vcohortMasks2q\n" +
 	"\x04Peer\x122\n" +
 	"\aDeliver\x12\x0f.synod.v1.Chunk\x1a\x14.synod.v1.DeliverAck(\x01\x125\n" +
 	"\x04Ping\x12\x15.synod.v1.PingRequest\x1a\x16.synod.v1.PingResponseB1Z/github.com/synod-mpc/synod/api/synod/v1;synodv1b\x06proto3"
@@ -364,13 +436,14 @@ func file_synod_v1_node_proto_rawDescGZIP() []byte {
 	return file_synod_v1_node_proto_rawDescData
 }
 
-var file_synod_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_synod_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_synod_v1_node_proto_goTypes = []any{
 	(*Envelope)(nil),     // 0: synod.v1.Envelope
 	(*Chunk)(nil),        // 1: synod.v1.Chunk
 	(*DeliverAck)(nil),   // 2: synod.v1.DeliverAck
 	(*PingRequest)(nil),  // 3: synod.v1.PingRequest
 	(*PingResponse)(nil), // 4: synod.v1.PingResponse
+	(*QueryInput)(nil),   // 5: synod.v1.QueryInput
 }
 var file_synod_v1_node_proto_depIdxs = []int32{
 	1, // 0: synod.v1.Peer.Deliver:input_type -> synod.v1.Chunk
@@ -395,7 +468,7 @@ func file_synod_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_synod_v1_node_proto_rawDesc), len(file_synod_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
