@@ -92,6 +92,11 @@ func EncryptVector(p Parameters, pk *rlwe.PublicKey, values []float64) (*rlwe.Ci
 	if err := checkAggregateParameters(p); err != nil {
 		return nil, fmt.Errorf("encrypt vector: %w", err)
 	}
+	return encryptAt(p, pk, values, p.AggregateLevel, p.AggregateLogScale)
+}
+
+// encryptAt is EncryptVector at any level and power-of-two scale.
+func encryptAt(p Parameters, pk *rlwe.PublicKey, values []float64, level, logScale int) (*rlwe.Ciphertext, error) {
 	if pk == nil {
 		return nil, errors.New("encrypt vector: nil public key")
 	}
@@ -121,19 +126,19 @@ func EncryptVector(p Parameters, pk *rlwe.PublicKey, values []float64) (*rlwe.Ci
 	// in the ring gives the same plaintext up to a rounding of 1/2 per
 	// coefficient at scale 2^30: ~2^-24 after decoding, negligible next to
 	// Precision.
-	pt := hefloat.NewPlaintext(p.Parameters, p.AggregateLevel)
-	lift := max(p.AggregateLogScale-encodeLogScale, 0)
-	pt.Scale = rlwe.NewScale(math.Exp2(float64(p.AggregateLogScale - lift)))
+	pt := hefloat.NewPlaintext(p.Parameters, level)
+	lift := max(logScale-encodeLogScale, 0)
+	pt.Scale = rlwe.NewScale(math.Exp2(float64(logScale - lift)))
 	ecd := getEncoder(p)
 	defer putEncoder(p, ecd)
 	if err := ecd.Encode(values, pt); err != nil {
 		return nil, fmt.Errorf("encrypt vector: encode: %w", err)
 	}
 	if lift > 0 {
-		p.RingQ().AtLevel(p.AggregateLevel).MulScalar(pt.Value, uint64(1)<<lift, pt.Value)
-		pt.Scale = aggregateScale(p)
+		p.RingQ().AtLevel(level).MulScalar(pt.Value, uint64(1)<<lift, pt.Value)
+		pt.Scale = rlwe.NewScale(math.Exp2(float64(logScale)))
 	}
-	ct := hefloat.NewCiphertext(p.Parameters, 1, p.AggregateLevel)
+	ct := hefloat.NewCiphertext(p.Parameters, 1, level)
 	if err := hefloat.NewEncryptor(p.Parameters, pk).Encrypt(pt, ct); err != nil {
 		return nil, fmt.Errorf("encrypt vector: %w", err)
 	}

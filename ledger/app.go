@@ -37,6 +37,7 @@ const (
 	QuerySession  = "session/" // + session id -> []Record, in chain order
 	QuerySessions = "sessions" // -> []SessionSummary, sorted by session id
 	QueryTx       = "tx/"      // + hex tx hash -> Record
+	QueryKind     = "kind/"    // + record kind -> []Record of that kind, in chain order
 )
 
 // Record is a transaction the chain accepted, with where and when.
@@ -349,6 +350,8 @@ func (a *App) Query(_ context.Context, req *abci.RequestQuery) (*abci.ResponseQu
 		v, err = a.session(strings.TrimPrefix(p, QuerySession))
 	case p == QuerySessions:
 		v, err = a.sessions()
+	case strings.HasPrefix(p, QueryKind):
+		v, err = a.recordsOfKind(strings.TrimPrefix(p, QueryKind))
 	case strings.HasPrefix(p, QueryTx):
 		hash, herr := hex.DecodeString(strings.TrimPrefix(p, QueryTx))
 		if herr != nil {
@@ -363,7 +366,7 @@ func (a *App) Query(_ context.Context, req *abci.RequestQuery) (*abci.ResponseQu
 		}
 		return &abci.ResponseQuery{Key: hash, Value: raw, Height: a.height}, nil
 	default:
-		return fail(CodeMalformed, "ledger: unknown query path %q (want session/<id>, sessions or tx/<hex hash>)", req.Path)
+		return fail(CodeMalformed, "ledger: unknown query path %q (want session/<id>, sessions, kind/<kind> or tx/<hex hash>)", req.Path)
 	}
 	if err != nil {
 		return fail(CodeMalformed, "ledger: query %q: %v", req.Path, err)
@@ -402,6 +405,45 @@ func (a *App) session(id string) ([]Record, error) {
 		recs = append(recs, r)
 	}
 	return recs, it.Error()
+}
+
+// recordsOfKind returns every record of one kind, in chain order: what a
+// party reads to add up an analyst's spent privacy budget.
+func (a *App) recordsOfKind(kind string) ([]Record, error) {
+	if !KnownKind(kind) {
+		return nil, fmt.Errorf("unknown record kind %q", kind)
+	}
+	sums, err := a.sessions()
+	if err != nil {
+		return nil, err
+	}
+	recs := []Record{}
+	for _, s := range sums {
+		for _, e := range s.Entries {
+			if e.Kind != kind {
+				continue
+			}
+			raw, err := a.db.Get(txKey(e.TxHash))
+			if err != nil {
+				return nil, err
+			}
+			if raw == nil {
+				return nil, fmt.Errorf("session index points at missing tx %X", e.TxHash)
+			}
+			var r Record
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return nil, fmt.Errorf("corrupt record %X: %w", e.TxHash, err)
+			}
+			recs = append(recs, r)
+		}
+	}
+	sort.Slice(recs, func(i, j int) bool {
+		if recs[i].Height != recs[j].Height {
+			return recs[i].Height < recs[j].Height
+		}
+		return recs[i].Index < recs[j].Index
+	})
+	return recs, nil
 }
 
 func (a *App) sessions() ([]SessionSummary, error) {

@@ -68,6 +68,15 @@ func TestChain(t *testing.T) {
 		sums[0].Entries[0].Kind != KindTranscript || sums[0].Entries[0].Height != rc.Height {
 		t.Fatalf("sessions: %+v", sums)
 	}
+	if recs, err := c0.Records(ctx, KindTranscript); err != nil || len(recs) != 1 || !bytes.Equal(recs[0].TxHash, rc.TxHash) {
+		t.Fatalf("transcript records: %+v %v", recs, err)
+	}
+	if recs, err := c0.Records(ctx, KindApproval); err != nil || len(recs) != 0 {
+		t.Fatalf("approval records: %+v %v", recs, err)
+	}
+	if _, err := c0.Records(ctx, "gossip"); err == nil || !strings.Contains(err.Error(), `unknown record kind "gossip"`) {
+		t.Fatalf("unknown kind: %v", err)
+	}
 	if recs, err := c0.Session(ctx, "no-such-session"); err != nil || len(recs) != 0 {
 		t.Fatalf("unknown session: %v %v", recs, err)
 	}

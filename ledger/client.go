@@ -34,6 +34,8 @@ type Client interface {
 	Session(ctx context.Context, id string) ([]Record, error)
 	// Sessions lists the sessions on the chain.
 	Sessions(ctx context.Context) ([]SessionSummary, error)
+	// Records returns every record of one kind, in chain order.
+	Records(ctx context.Context, kind string) ([]Record, error)
 }
 
 // Receipt says where a committed tx is. Verify it with VerifyInclusion.
@@ -152,6 +154,14 @@ func (r *rpcClient) Session(ctx context.Context, id string) ([]Record, error) {
 	}
 	var recs []Record
 	if err := r.query(ctx, QuerySession+id, &recs); err != nil {
+		return nil, err
+	}
+	return recs, nil
+}
+
+func (r *rpcClient) Records(ctx context.Context, kind string) ([]Record, error) {
+	var recs []Record
+	if err := r.query(ctx, QueryKind+kind, &recs); err != nil {
 		return nil, err
 	}
 	return recs, nil

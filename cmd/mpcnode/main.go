@@ -88,9 +88,14 @@ file named by keystore.passphrase_file; it is never logged.`,
 		{"ledger.node_key_file", "sealed chain node key"},
 		{"ledger.validator_key_file", "sealed chain validator key"},
 		{"ledger.remote", "chain RPC address in remote mode (host:port)"},
+		{"policy.analysts", "analysts allowed to query this party, comma-separated (default: every consortium analyst)"},
+		{"policy.min_cohort", "smallest count a released cell may have (0: no minimum)"},
+		{"policy.dp.max_epsilon", "largest epsilon one query may spend (0: no limit)"},
+		{"policy.dp.budget", "total epsilon each analyst may spend (0: unbounded)"},
 	} {
 		f.String(k.key, "", k.help)
 	}
+	f.Bool("policy.dp.require", false, "contribute only to differentially private queries")
 	f.Bool("ledger.fast_blocks", false, "commit blocks as fast as loopback allows (local demos and tests)")
 	return cmd
 }

@@ -35,6 +35,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/synod-mpc/synod/parties/datasource"
+	"github.com/synod-mpc/synod/parties/policy"
 )
 
 // EnvPrefix is the prefix of environment variables overriding keys.
@@ -145,6 +146,7 @@ type Party struct {
 	Log        Logging            `mapstructure:"log" yaml:"log"`
 	Timeouts   Timeouts           `mapstructure:"timeouts" yaml:"timeouts"`
 	Ledger     Ledger             `mapstructure:"ledger" yaml:"ledger"`
+	Policy     policy.Policy      `mapstructure:"policy" yaml:"policy,omitempty"`
 
 	path string
 }
@@ -202,10 +204,15 @@ var partySchema = schema{
 		"ledger.validator_key_file": nil,
 		"ledger.remote":             nil,
 		"ledger.fast_blocks":        false,
+		"policy.analysts":           nil,
+		"policy.min_cohort":         0,
+		"policy.dp.require":         false,
+		"policy.dp.max_epsilon":     0.0,
+		"policy.dp.budget":          0.0,
 	},
 	paths: []string{"data_dir", "consortium", "schema", "tls.ca", "tls.cert", "tls.key", "identity.key_file", "keystore.passphrase_file",
 		"ledger.home", "ledger.node_key_file", "ledger.validator_key_file"},
-	sections: map[string]bool{"tls": true, "identity": true, "keystore": true, "log": true, "timeouts": true, "datasets": true, "ledger": true},
+	sections: map[string]bool{"tls": true, "identity": true, "keystore": true, "log": true, "timeouts": true, "datasets": true, "ledger": true, "policy": true},
 	open:     map[string]bool{"datasets": true},
 }
 
@@ -348,6 +355,14 @@ func checkKeys(path string, doc map[string]any, s schema) error {
 			return fmt.Errorf("config %s: key %q must be a mapping, got %T", path, top, val)
 		}
 		for sub, sv := range m {
+			if t == "policy" {
+				bad, err := checkPolicyKey(path, top+"."+sub, sv, known)
+				if err != nil {
+					return err
+				}
+				unknown = append(unknown, bad...)
+				continue
+			}
 			if s.open[t] {
 				dm, ok := sv.(map[string]any)
 				if !ok {
@@ -398,6 +413,52 @@ func checkKeys(path string, doc map[string]any, s schema) error {
 	return nil
 }
 
+// checkPolicyKey checks policy.<sub>: policy.dp holds scalar keys and
+// policy.columns maps a dataset to a list of column names.
+func checkPolicyKey(path, key string, val any, known map[string]bool) ([]string, error) {
+	switch strings.ToLower(key) {
+	case "policy.dp":
+		if val == nil {
+			return nil, nil
+		}
+		m, ok := val.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("config %s: key %q must be a mapping, got %T", path, key, val)
+		}
+		var unknown []string
+		for k := range m {
+			if !known["policy.dp."+strings.ToLower(k)] {
+				unknown = append(unknown, key+"."+k)
+			}
+		}
+		return unknown, nil
+	case "policy.columns":
+		if val == nil {
+			return nil, nil
+		}
+		m, ok := val.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("config %s: key %q must map each dataset to the list of columns analysts may use, got %T", path, key, val)
+		}
+		for ds, cols := range m {
+			list, ok := cols.([]any)
+			if !ok {
+				return nil, fmt.Errorf("config %s: key %q: want a list of column names, got %T", path, key+"."+ds, cols)
+			}
+			for i, c := range list {
+				if _, ok := c.(string); !ok {
+					return nil, fmt.Errorf("config %s: key %q: item %d: want a column name, got %T", path, key+"."+ds, i, c)
+				}
+			}
+		}
+		return nil, nil
+	}
+	if !known[strings.ToLower(key)] {
+		return []string{key}, nil
+	}
+	return nil, nil
+}
+
 func knownList(s schema) []string {
 	var ks []string
 	for k := range s.defaults {
@@ -405,6 +466,9 @@ func knownList(s schema) []string {
 	}
 	if s.open["datasets"] {
 		ks = append(ks, "datasets.<name>.csv", "datasets.<name>.postgres.{dsn,dsn_env,table,columns,query}")
+	}
+	if s.sections["policy"] {
+		ks = append(ks, "policy.columns.<dataset>")
 	}
 	sort.Strings(ks)
 	return ks
@@ -607,7 +671,43 @@ func LoadParty(path string, flags *pflag.FlagSet) (*Party, error) {
 	default:
 		return nil, l.errf("ledger.mode", "%q is not one of embedded, remote", p.Ledger.Mode)
 	}
+	if err := l.policy(&p.Policy); err != nil {
+		return nil, err
+	}
 	return &p, nil
+}
+
+// policy normalizes and checks the policy section: analysts given as one
+// comma-separated string (an environment variable or a flag) become a
+// list, and the column lists keep the dataset names' case as written.
+func (l *loader) policy(p *policy.Policy) error {
+	var analysts []string
+	for _, a := range p.Analysts {
+		for _, part := range strings.Split(a, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				analysts = append(analysts, part)
+			}
+		}
+	}
+	p.Analysts = analysts
+	if pm, ok := l.doc["policy"].(map[string]any); ok {
+		for k, v := range pm {
+			if strings.ToLower(k) != "columns" {
+				continue
+			}
+			cols, _ := v.(map[string]any)
+			p.Columns = map[string][]string{}
+			for ds, list := range cols {
+				for _, c := range list.([]any) {
+					p.Columns[ds] = append(p.Columns[ds], c.(string))
+				}
+			}
+		}
+	}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("config %s: %w", l.path, err)
+	}
+	return nil
 }
 
 // dataset resolves and validates datasets.<name>: exactly one of csv and

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -147,7 +148,11 @@ func TestErrors(t *testing.T) {
 		{"missing consortium", strings.Replace(good, "consortium: consortium.yaml", "", 1), []string{`"consortium"`}},
 		{"consortium file absent", strings.Replace(good, "consortium: consortium.yaml", "consortium: nope.yaml", 1), []string{`"consortium"`, "nope.yaml", "no such file"}},
 		{"tls key absent", strings.Replace(good, "key: p1/tls-key.pem", "key: p1/missing.pem", 1), []string{`"tls.key"`, "missing.pem"}},
-		{"unknown top", good + "colour: blue\npolicy: {}\n", []string{"unknown key(s) colour, policy"}},
+		{"unknown top", good + "colour: blue\nshade: {}\n", []string{"unknown key(s) colour, shade"}},
+		{"unknown policy key", good + "policy:\n  min_cohort: 5\n  dp: {budget: 1, epsilon: 2}\n  quorum: 3\n", []string{"policy.dp.epsilon", "policy.quorum"}},
+		{"policy columns not a list", good + "policy:\n  columns: {patients: age}\n", []string{`"policy.columns.patients"`, "list of column names"}},
+		{"negative min cohort", good + "policy:\n  min_cohort: -1\n", []string{"policy.min_cohort", "negative"}},
+		{"negative budget", good + "policy:\n  dp: {budget: -2}\n", []string{"policy.dp.budget", "negative"}},
 		{"unknown nested", strings.Replace(good, "  ca: ca.pem", "  ca: ca.pem\n  ciphers: all", 1), []string{"tls.ciphers"}},
 		{"unknown dataset key", strings.Replace(good, "    csv: p1/patients.csv", "    csv: p1/patients.csv\n    sql: x", 1), []string{"datasets.patients.sql"}},
 		{"bad level", good + "log:\n  level: loud\n", []string{`"log.level"`, "loud"}},
@@ -172,6 +177,36 @@ func TestErrors(t *testing.T) {
 	}
 	if _, err := LoadParty(filepath.Join(t.TempDir(), "absent.yaml"), nil); err == nil || !strings.Contains(err.Error(), "absent.yaml") {
 		t.Fatalf("absent file: %v", err)
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	path := setup(t, good+`
+policy:
+  analysts: [analyst, auditor]
+  columns:
+    Patients: [age, bmi]
+  min_cohort: 10
+  dp: {require: true, max_epsilon: 0.5, budget: 2}
+`)
+	p, err := LoadParty(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := p.Policy
+	if !slices.Equal(pol.Analysts, []string{"analyst", "auditor"}) || pol.MinCohort != 10 || !pol.DP.Require ||
+		pol.DP.MaxEpsilon != 0.5 || pol.DP.Budget != 2 || !slices.Equal(pol.Columns["Patients"], []string{"age", "bmi"}) {
+		t.Fatalf("policy %+v", pol)
+	}
+	// Environment variables override scalars; analysts as a comma list.
+	t.Setenv("SYNOD_POLICY_ANALYSTS", "alice, bob")
+	t.Setenv("SYNOD_POLICY_DP_BUDGET", "3.5")
+	t.Setenv("SYNOD_POLICY_MIN_COHORT", "20")
+	if p, err = LoadParty(path, nil); err != nil {
+		t.Fatal(err)
+	}
+	if pol := p.Policy; !slices.Equal(pol.Analysts, []string{"alice", "bob"}) || pol.DP.Budget != 3.5 || pol.MinCohort != 20 {
+		t.Fatalf("environment not applied: %+v", pol)
 	}
 }
 
