@@ -41,12 +41,13 @@ const (
 
 // cohortMaskLogScale is the scale of the masks. The counts' scale is
 // chosen so that T, after the rescale by the prime at CohortLevel, sits
-// 2^10 above the flooding noise (cohortTLogScale): far enough that the
-// noise is small next to CohortMaskMin/2, low enough that |T| <= 2^62 stays
-// below the modulus at the aggregate level.
+// 2^12 above the flooding noise (cohortTLogScale; the key switch wants at
+// least 2^10): far enough that the noise is small next to CohortMaskMin/2,
+// low enough that |T| <= 2^62 stays below the modulus at the aggregate
+// level.
 const cohortMaskLogScale = 40
 
-func cohortTLogScale(p Parameters) int { return int(math.Round(math.Log2(p.FloodingSigma))) + 10 }
+func cohortTLogScale(p Parameters) int { return int(math.Round(math.Log2(p.FloodingSigma))) + 12 }
 
 func cohortCountLogScale(p Parameters) int {
 	return cohortTLogScale(p) + int(math.Round(math.Log2(float64(p.Q()[CohortLevel(p)])))) - cohortMaskLogScale

@@ -109,7 +109,7 @@ func TestCohortTestRejects(t *testing.T) {
 		{"no rlk", nil, []*rlwe.Ciphertext{cc}, []*rlwe.Ciphertext{mc}, "no relinearization key"},
 		{"uneven", rlk, []*rlwe.Ciphertext{cc, cc}, []*rlwe.Ciphertext{mc}, "2 count and 1 mask"},
 		{"aggregate as counts", rlk, []*rlwe.Ciphertext{agg}, []*rlwe.Ciphertext{mc}, "counts 0: degree 1 at level 2"},
-		{"swapped", rlk, []*rlwe.Ciphertext{mc}, []*rlwe.Ciphertext{cc}, "counts 0: scale 2^40.00, want 2^47"},
+		{"swapped", rlk, []*rlwe.Ciphertext{mc}, []*rlwe.Ciphertext{cc}, "counts 0: scale 2^40.00, want 2^49"},
 	} {
 		if _, err := CohortTest(p, c.rlk, c.counts, c.masks, 5); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want %q", c.name, err, c.want)
