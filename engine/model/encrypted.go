@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/synod-mpc/synod/engine"
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -31,6 +32,10 @@ type EncryptedModel struct {
 	// layer l; B[l][k] the bias.
 	W [][][]*rlwe.Ciphertext
 	B [][]*rlwe.Ciphertext
+	// Prediction is true when the weights were encrypted for the
+	// prediction plan (NewPredictionPlan: outputs at level 1, for release
+	// by key switch), false for NewEncryptedPlan.
+	Prediction bool
 }
 
 // Ciphertexts is the number of weight and bias ciphertexts.
@@ -76,6 +81,18 @@ func EncryptModel(p engine.Parameters, pk *rlwe.PublicKey, m *Model) (*Encrypted
 	pl, err := NewEncryptedPlan(p, m)
 	if err != nil {
 		return nil, err
+	}
+	return encryptModel(p, pk, m, pl)
+}
+
+// encryptModel encrypts m's weights at the levels of plan pl, with the
+// Q-only public-key encryption of EncryptFeatures.
+func encryptModel(p engine.Parameters, pk *rlwe.PublicKey, m *Model, pl *Plan) (*EncryptedModel, error) {
+	if pk == nil {
+		return nil, errors.New("encrypt model: nil public key")
+	}
+	if len(pk.Value) != 2 || pk.Value[0].Q.N() != p.N() || pk.Value[0].Q.Level() < pl.InputLevel {
+		return nil, fmt.Errorf("encrypt model: public key does not fit parameter set %s at level %d", p.Name, pl.InputLevel)
 	}
 	circuit, err := compile(m)
 	if err != nil {
@@ -123,40 +140,61 @@ func EncryptModel(p engine.Parameters, pk *rlwe.PublicKey, m *Model) (*Encrypted
 // EvaluateEncrypted runs an encrypted-weight model on column-packed records
 // (as Evaluate does for plaintext weights).
 func EvaluateEncrypted(p engine.Parameters, evk rlwe.EvaluationKeySet, em *EncryptedModel, in []*rlwe.Ciphertext) ([]*rlwe.Ciphertext, error) {
-	if em == nil || em.Arch == nil {
-		return nil, errors.New("evaluate encrypted: nil model")
-	}
-	pl, err := NewEncryptedPlan(p, em.Arch)
+	pl, circuit, err := em.check(p)
 	if err != nil {
 		return nil, err
+	}
+	return run(p, evk, pl, circuit, in, em.denseFunc(p))
+}
+
+// check validates the shapes and levels of em's ciphertexts against its plan.
+func (em *EncryptedModel) check(p engine.Parameters) (*Plan, []layerCircuit, error) {
+	if em == nil || em.Arch == nil {
+		return nil, nil, errors.New("evaluate encrypted: nil model")
+	}
+	pl, err := em.plan(p)
+	if err != nil {
+		return nil, nil, err
 	}
 	circuit, err := compile(em.Arch)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(em.W) != len(pl.Layers) || len(em.B) != len(pl.Layers) {
-		return nil, fmt.Errorf("evaluate encrypted: %d weight layers for %d layers", len(em.W), len(pl.Layers))
+		return nil, nil, fmt.Errorf("evaluate encrypted: %d weight layers for %d layers", len(em.W), len(pl.Layers))
 	}
 	for l, lp := range pl.Layers {
 		if len(em.W[l]) != lp.Out || len(em.B[l]) != lp.Out {
-			return nil, fmt.Errorf("evaluate encrypted: layer %d: %d weight rows and %d biases for %d outputs", l, len(em.W[l]), len(em.B[l]), lp.Out)
+			return nil, nil, fmt.Errorf("evaluate encrypted: layer %d: %d weight rows and %d biases for %d outputs", l, len(em.W[l]), len(em.B[l]), lp.Out)
 		}
 		for k := range lp.Out {
 			if len(em.W[l][k]) != lp.In {
-				return nil, fmt.Errorf("evaluate encrypted: layer %d row %d: %d weights for %d inputs", l, k, len(em.W[l][k]), lp.In)
+				return nil, nil, fmt.Errorf("evaluate encrypted: layer %d row %d: %d weights for %d inputs", l, k, len(em.W[l][k]), lp.In)
 			}
 			for i, ct := range append(append([]*rlwe.Ciphertext(nil), em.W[l][k]...), em.B[l][k]) {
 				want := lp.InputLevel
 				if i == lp.In {
 					want--
 				}
-				if ct == nil || len(ct.Value) != 2 || ct.Value[0].N() != p.N() || ct.Level() != want {
-					return nil, fmt.Errorf("evaluate encrypted: layer %d row %d: ciphertext %d is nil, not of degree 1 or not at level %d", l, k, i, want)
+				if ct == nil || ct.MetaData == nil || len(ct.Value) != 2 || ct.Value[0].N() != p.N() || ct.Level() != want {
+					return nil, nil, fmt.Errorf("evaluate encrypted: layer %d row %d: ciphertext %d is nil, not of degree 1 or not at level %d", l, k, i, want)
+				}
+				scale := rlwe.NewScale(p.Q()[lp.InputLevel])
+				if i == lp.In {
+					scale = p.DefaultScale()
+				}
+				if ct.Scale.Cmp(scale) != 0 {
+					return nil, nil, fmt.Errorf("evaluate encrypted: layer %d row %d: ciphertext %d has scale 2^%.2f, expected 2^%.2f", l, k, i, math.Log2(ct.Scale.Float64()), math.Log2(scale.Float64()))
 				}
 			}
 		}
 	}
-	denseEnc := func(ev *hefloat.Evaluator, x []*rlwe.Ciphertext, l, k, level int) (*rlwe.Ciphertext, error) {
+	return pl, circuit, nil
+}
+
+// denseFunc computes a dense layer with encrypted weights on ciphertexts.
+func (em *EncryptedModel) denseFunc(p engine.Parameters) denseFunc {
+	return func(ev *hefloat.Evaluator, x []*rlwe.Ciphertext, l, k, level int) (*rlwe.Ciphertext, error) {
 		w := em.W[l][k]
 		acc := hefloat.NewCiphertext(p.Parameters, 2, level)
 		acc.Scale = x[0].Scale.Mul(w[0].Scale)
@@ -178,5 +216,4 @@ func EvaluateEncrypted(p engine.Parameters, evk rlwe.EvaluationKeySet, em *Encry
 		}
 		return out, nil
 	}
-	return run(p, evk, pl, circuit, in, denseEnc)
 }

@@ -243,7 +243,6 @@ func run(p engine.Parameters, evk rlwe.EvaluationKeySet, pl *Plan, circuit []lay
 			return nil, fmt.Errorf("evaluate: the model needs a relinearization key: %w", err)
 		}
 	}
-	scale := p.DefaultScale()
 	eval := hefloat.NewEvaluator(p.Parameters, evk)
 	x := make([]*rlwe.Ciphertext, len(in))
 	for i, ct := range in {
@@ -252,6 +251,22 @@ func run(p engine.Parameters, evk rlwe.EvaluationKeySet, pl *Plan, circuit []lay
 			x[i] = eval.DropLevelNew(ct, ct.Level()-pl.InputLevel)
 		}
 	}
+	return layers(p, evk, pl, circuit, x, denseFn)
+}
+
+// layers evaluates the circuit from inputs x at the plan's input level (x
+// may be nil when denseFn computes the first layer from elsewhere).
+func layers(p engine.Parameters, evk rlwe.EvaluationKeySet, pl *Plan, circuit []layerCircuit, x []*rlwe.Ciphertext, denseFn denseFunc) ([]*rlwe.Ciphertext, error) {
+	if pl.NeedsRelinearizationKey {
+		if evk == nil {
+			return nil, errors.New("evaluate: the model needs a relinearization key, got no evaluation keys")
+		}
+		if _, err := evk.GetRelinearizationKey(); err != nil {
+			return nil, fmt.Errorf("evaluate: the model needs a relinearization key: %w", err)
+		}
+	}
+	scale := p.DefaultScale()
+	eval := hefloat.NewEvaluator(p.Parameters, evk)
 	level := pl.InputLevel
 	for l, c := range circuit {
 		y := make([]*rlwe.Ciphertext, len(c.b))

@@ -196,7 +196,7 @@ func (x Privacy_Mechanism) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Privacy_Mechanism.Descriptor instead.
 func (Privacy_Mechanism) EnumDescriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{10, 0}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{21, 0}
 }
 
 type ListPartiesRequest struct {
@@ -868,7 +868,10 @@ type QuerySpec struct {
 	// first column varies slowest).
 	GroupBy []*GroupBy `protobuf:"bytes,5,rep,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
 	// Differential privacy asked for; absent or epsilon 0: no noise.
-	Privacy       *Privacy `protobuf:"bytes,6,opt,name=privacy,proto3" json:"privacy,omitempty"`
+	Privacy *Privacy `protobuf:"bytes,6,opt,name=privacy,proto3" json:"privacy,omitempty"`
+	// Validation of a model instead of aggregates: when set, aggregates,
+	// filters, where, group_by and privacy must be empty.
+	Inference     *Inference `protobuf:"bytes,7,opt,name=inference,proto3" json:"inference,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -945,6 +948,756 @@ func (x *QuerySpec) GetPrivacy() *Privacy {
 	return nil
 }
 
+func (x *QuerySpec) GetInference() *Inference {
+	if x != nil {
+		return x.Inference
+	}
+	return nil
+}
+
+// Inference asks every party to score its records with the analyst's model
+// (in the clear, on its own records) and to contribute only binned
+// aggregates: for each of roc_bins score bins [r/R, (r+1)/R) the number of
+// positive and of negative records and the sum of their scores, then the
+// sum of (score - label)^2. The analyst computes accuracy (threshold 0.5),
+// the confusion matrix, the Brier score, the calibration table and the AUC
+// (trapezoid over the binned ROC) from these sums (engine/model.Metrics);
+// no per-record prediction leaves a party.
+type Inference struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The model in Synod's JSON model format (engine/model), as mpcctl
+	// re-encodes it: what the parties approve and the chain records.
+	Model []byte `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// Label column: every value 0 or 1.
+	Label string `protobuf:"bytes,2,opt,name=label,proto3" json:"label,omitempty"`
+	// One column per model input, in the model's input order.
+	Features []string `protobuf:"bytes,3,rep,name=features,proto3" json:"features,omitempty"`
+	// Number of score bins (even, 2 to 1000; default 100) and of calibration
+	// bins (a divisor of roc_bins; default 10).
+	RocBins         uint32 `protobuf:"varint,4,opt,name=roc_bins,json=rocBins,proto3" json:"roc_bins,omitempty"`
+	CalibrationBins uint32 `protobuf:"varint,5,opt,name=calibration_bins,json=calibrationBins,proto3" json:"calibration_bins,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Inference) Reset() {
+	*x = Inference{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Inference) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Inference) ProtoMessage() {}
+
+func (x *Inference) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Inference.ProtoReflect.Descriptor instead.
+func (*Inference) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Inference) GetModel() []byte {
+	if x != nil {
+		return x.Model
+	}
+	return nil
+}
+
+func (x *Inference) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *Inference) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *Inference) GetRocBins() uint32 {
+	if x != nil {
+		return x.RocBins
+	}
+	return 0
+}
+
+func (x *Inference) GetCalibrationBins() uint32 {
+	if x != nil {
+		return x.CalibrationBins
+	}
+	return 0
+}
+
+type CollectiveKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectiveKeyRequest) Reset() {
+	*x = CollectiveKeyRequest{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectiveKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectiveKeyRequest) ProtoMessage() {}
+
+func (x *CollectiveKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectiveKeyRequest.ProtoReflect.Descriptor instead.
+func (*CollectiveKeyRequest) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{11}
+}
+
+type CollectiveKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Part:
+	//
+	//	*CollectiveKeyResponse_Metadata
+	//	*CollectiveKeyResponse_Key
+	Part          isCollectiveKeyResponse_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectiveKeyResponse) Reset() {
+	*x = CollectiveKeyResponse{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectiveKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectiveKeyResponse) ProtoMessage() {}
+
+func (x *CollectiveKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectiveKeyResponse.ProtoReflect.Descriptor instead.
+func (*CollectiveKeyResponse) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CollectiveKeyResponse) GetPart() isCollectiveKeyResponse_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *CollectiveKeyResponse) GetMetadata() *CollectiveKeyMetadata {
+	if x != nil {
+		if x, ok := x.Part.(*CollectiveKeyResponse_Metadata); ok {
+			return x.Metadata
+		}
+	}
+	return nil
+}
+
+func (x *CollectiveKeyResponse) GetKey() *Chunk {
+	if x != nil {
+		if x, ok := x.Part.(*CollectiveKeyResponse_Key); ok {
+			return x.Key
+		}
+	}
+	return nil
+}
+
+type isCollectiveKeyResponse_Part interface {
+	isCollectiveKeyResponse_Part()
+}
+
+type CollectiveKeyResponse_Metadata struct {
+	Metadata *CollectiveKeyMetadata `protobuf:"bytes,1,opt,name=metadata,proto3,oneof"`
+}
+
+type CollectiveKeyResponse_Key struct {
+	Key *Chunk `protobuf:"bytes,2,opt,name=key,proto3,oneof"`
+}
+
+func (*CollectiveKeyResponse_Metadata) isCollectiveKeyResponse_Part() {}
+
+func (*CollectiveKeyResponse_Key) isCollectiveKeyResponse_Part() {}
+
+type CollectiveKeyMetadata struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Parameters string                 `protobuf:"bytes,1,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	// Setup session the key comes from and the digest of the setup's keys.
+	SetupSession string `protobuf:"bytes,2,opt,name=setup_session,json=setupSession,proto3" json:"setup_session,omitempty"`
+	SetupDigest  []byte `protobuf:"bytes,3,opt,name=setup_digest,json=setupDigest,proto3" json:"setup_digest,omitempty"`
+	// SHA-256 of the encoded public key that follows.
+	KeyDigest     []byte `protobuf:"bytes,4,opt,name=key_digest,json=keyDigest,proto3" json:"key_digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectiveKeyMetadata) Reset() {
+	*x = CollectiveKeyMetadata{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectiveKeyMetadata) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectiveKeyMetadata) ProtoMessage() {}
+
+func (x *CollectiveKeyMetadata) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectiveKeyMetadata.ProtoReflect.Descriptor instead.
+func (*CollectiveKeyMetadata) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CollectiveKeyMetadata) GetParameters() string {
+	if x != nil {
+		return x.Parameters
+	}
+	return ""
+}
+
+func (x *CollectiveKeyMetadata) GetSetupSession() string {
+	if x != nil {
+		return x.SetupSession
+	}
+	return ""
+}
+
+func (x *CollectiveKeyMetadata) GetSetupDigest() []byte {
+	if x != nil {
+		return x.SetupDigest
+	}
+	return nil
+}
+
+func (x *CollectiveKeyMetadata) GetKeyDigest() []byte {
+	if x != nil {
+		return x.KeyDigest
+	}
+	return nil
+}
+
+// ModelHeader describes an encrypted model: its public architecture (the
+// model in the JSON format with every weight and bias zero) and where its
+// weights ciphertexts come from.
+type ModelHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name the model is stored under (letters, digits, - _ .; at most 64).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The public architecture, JSON model format with zero weights.
+	Architecture []byte `protobuf:"bytes,2,opt,name=architecture,proto3" json:"architecture,omitempty"`
+	// Parameter set and collective key digest (CollectiveKeyMetadata.key_digest)
+	// the weights were encrypted under.
+	Parameters string `protobuf:"bytes,3,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	KeyDigest  []byte `protobuf:"bytes,4,opt,name=key_digest,json=keyDigest,proto3" json:"key_digest,omitempty"`
+	// Parties allowed to predict with the model; empty allows every party.
+	Parties       []string `protobuf:"bytes,5,rep,name=parties,proto3" json:"parties,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelHeader) Reset() {
+	*x = ModelHeader{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelHeader) ProtoMessage() {}
+
+func (x *ModelHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelHeader.ProtoReflect.Descriptor instead.
+func (*ModelHeader) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ModelHeader) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ModelHeader) GetArchitecture() []byte {
+	if x != nil {
+		return x.Architecture
+	}
+	return nil
+}
+
+func (x *ModelHeader) GetParameters() string {
+	if x != nil {
+		return x.Parameters
+	}
+	return ""
+}
+
+func (x *ModelHeader) GetKeyDigest() []byte {
+	if x != nil {
+		return x.KeyDigest
+	}
+	return nil
+}
+
+func (x *ModelHeader) GetParties() []string {
+	if x != nil {
+		return x.Parties
+	}
+	return nil
+}
+
+type UploadModelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Part:
+	//
+	//	*UploadModelRequest_Header
+	//	*UploadModelRequest_Model
+	Part          isUploadModelRequest_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadModelRequest) Reset() {
+	*x = UploadModelRequest{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadModelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadModelRequest) ProtoMessage() {}
+
+func (x *UploadModelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadModelRequest.ProtoReflect.Descriptor instead.
+func (*UploadModelRequest) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *UploadModelRequest) GetPart() isUploadModelRequest_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *UploadModelRequest) GetHeader() *ModelHeader {
+	if x != nil {
+		if x, ok := x.Part.(*UploadModelRequest_Header); ok {
+			return x.Header
+		}
+	}
+	return nil
+}
+
+func (x *UploadModelRequest) GetModel() *Chunk {
+	if x != nil {
+		if x, ok := x.Part.(*UploadModelRequest_Model); ok {
+			return x.Model
+		}
+	}
+	return nil
+}
+
+type isUploadModelRequest_Part interface {
+	isUploadModelRequest_Part()
+}
+
+type UploadModelRequest_Header struct {
+	Header *ModelHeader `protobuf:"bytes,1,opt,name=header,proto3,oneof"`
+}
+
+type UploadModelRequest_Model struct {
+	Model *Chunk `protobuf:"bytes,2,opt,name=model,proto3,oneof"`
+}
+
+func (*UploadModelRequest_Header) isUploadModelRequest_Part() {}
+
+func (*UploadModelRequest_Model) isUploadModelRequest_Part() {}
+
+type UploadModelResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// SHA-256 of the encrypted model bytes, as recorded on the chain.
+	Digest []byte `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	// Parties that stored the model.
+	Parties       []string `protobuf:"bytes,3,rep,name=parties,proto3" json:"parties,omitempty"`
+	Receipt       *Receipt `protobuf:"bytes,4,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadModelResponse) Reset() {
+	*x = UploadModelResponse{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadModelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadModelResponse) ProtoMessage() {}
+
+func (x *UploadModelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadModelResponse.ProtoReflect.Descriptor instead.
+func (*UploadModelResponse) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *UploadModelResponse) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *UploadModelResponse) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+func (x *UploadModelResponse) GetParties() []string {
+	if x != nil {
+		return x.Parties
+	}
+	return nil
+}
+
+func (x *UploadModelResponse) GetReceipt() *Receipt {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
+type ListModelsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListModelsRequest) Reset() {
+	*x = ListModelsRequest{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListModelsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListModelsRequest) ProtoMessage() {}
+
+func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
+func (*ListModelsRequest) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{17}
+}
+
+type ModelInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *ModelHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Digest        []byte                 `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	Session       string                 `protobuf:"bytes,4,opt,name=session,proto3" json:"session,omitempty"`
+	Bytes         uint64                 `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelInfo) Reset() {
+	*x = ModelInfo{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelInfo) ProtoMessage() {}
+
+func (x *ModelInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
+func (*ModelInfo) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ModelInfo) GetHeader() *ModelHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ModelInfo) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+func (x *ModelInfo) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *ModelInfo) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *ModelInfo) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+type ListModelsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Models        []*ModelInfo           `protobuf:"bytes,1,rep,name=models,proto3" json:"models,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListModelsResponse) Reset() {
+	*x = ListModelsResponse{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListModelsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListModelsResponse) ProtoMessage() {}
+
+func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
+func (*ListModelsResponse) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListModelsResponse) GetModels() []*ModelInfo {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
+type PredictRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stored model name.
+	Model   string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Dataset string `protobuf:"bytes,2,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	// Feature columns, one per model input, in order.
+	Features []string `protobuf:"bytes,3,rep,name=features,proto3" json:"features,omitempty"`
+	// File name (no directory) in the party's data directory the predictions
+	// are written to, as CSV (row, prediction...); default
+	// predictions-<session>.csv.
+	Output        string `protobuf:"bytes,4,opt,name=output,proto3" json:"output,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PredictRequest) Reset() {
+	*x = PredictRequest{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PredictRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PredictRequest) ProtoMessage() {}
+
+func (x *PredictRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PredictRequest.ProtoReflect.Descriptor instead.
+func (*PredictRequest) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PredictRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *PredictRequest) GetDataset() string {
+	if x != nil {
+		return x.Dataset
+	}
+	return ""
+}
+
+func (x *PredictRequest) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *PredictRequest) GetOutput() string {
+	if x != nil {
+		return x.Output
+	}
+	return ""
+}
+
 // Privacy is the differential privacy a query spends: every contributing
 // party adds a share of the noise to each released cell before it encrypts,
 // so the total noise is the mechanism's and no party knows it.
@@ -962,7 +1715,7 @@ type Privacy struct {
 
 func (x *Privacy) Reset() {
 	*x = Privacy{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[10]
+	mi := &file_synod_v1_analyst_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1727,7 @@ func (x *Privacy) String() string {
 func (*Privacy) ProtoMessage() {}
 
 func (x *Privacy) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[10]
+	mi := &file_synod_v1_analyst_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1740,7 @@ func (x *Privacy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Privacy.ProtoReflect.Descriptor instead.
 func (*Privacy) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{10}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Privacy) GetMechanism() Privacy_Mechanism {
@@ -1024,7 +1777,7 @@ type SubmitQueryRequest struct {
 
 func (x *SubmitQueryRequest) Reset() {
 	*x = SubmitQueryRequest{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[11]
+	mi := &file_synod_v1_analyst_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1789,7 @@ func (x *SubmitQueryRequest) String() string {
 func (*SubmitQueryRequest) ProtoMessage() {}
 
 func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[11]
+	mi := &file_synod_v1_analyst_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1802,7 @@ func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitQueryRequest.ProtoReflect.Descriptor instead.
 func (*SubmitQueryRequest) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{11}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SubmitQueryRequest) GetPart() isSubmitQueryRequest_Part {
@@ -1102,7 +1855,7 @@ type SubmitQueryResponse struct {
 
 func (x *SubmitQueryResponse) Reset() {
 	*x = SubmitQueryResponse{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[12]
+	mi := &file_synod_v1_analyst_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1867,7 @@ func (x *SubmitQueryResponse) String() string {
 func (*SubmitQueryResponse) ProtoMessage() {}
 
 func (x *SubmitQueryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[12]
+	mi := &file_synod_v1_analyst_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1880,7 @@ func (x *SubmitQueryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitQueryResponse.ProtoReflect.Descriptor instead.
 func (*SubmitQueryResponse) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{12}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SubmitQueryResponse) GetSession() string {
@@ -1146,7 +1899,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[13]
+	mi := &file_synod_v1_analyst_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1911,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[13]
+	mi := &file_synod_v1_analyst_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1924,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{13}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WatchRequest) GetSession() string {
@@ -1190,7 +1943,7 @@ type FetchResultRequest struct {
 
 func (x *FetchResultRequest) Reset() {
 	*x = FetchResultRequest{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[14]
+	mi := &file_synod_v1_analyst_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1955,7 @@ func (x *FetchResultRequest) String() string {
 func (*FetchResultRequest) ProtoMessage() {}
 
 func (x *FetchResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[14]
+	mi := &file_synod_v1_analyst_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1968,7 @@ func (x *FetchResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResultRequest.ProtoReflect.Descriptor instead.
 func (*FetchResultRequest) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{14}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FetchResultRequest) GetSession() string {
@@ -1243,7 +1996,7 @@ type ResultSlot struct {
 
 func (x *ResultSlot) Reset() {
 	*x = ResultSlot{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[15]
+	mi := &file_synod_v1_analyst_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +2008,7 @@ func (x *ResultSlot) String() string {
 func (*ResultSlot) ProtoMessage() {}
 
 func (x *ResultSlot) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[15]
+	mi := &file_synod_v1_analyst_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +2021,7 @@ func (x *ResultSlot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultSlot.ProtoReflect.Descriptor instead.
 func (*ResultSlot) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{15}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ResultSlot) GetLabel() string {
@@ -1319,7 +2072,7 @@ type ResultMetadata struct {
 
 func (x *ResultMetadata) Reset() {
 	*x = ResultMetadata{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[16]
+	mi := &file_synod_v1_analyst_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +2084,7 @@ func (x *ResultMetadata) String() string {
 func (*ResultMetadata) ProtoMessage() {}
 
 func (x *ResultMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[16]
+	mi := &file_synod_v1_analyst_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +2097,7 @@ func (x *ResultMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultMetadata.ProtoReflect.Descriptor instead.
 func (*ResultMetadata) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{16}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ResultMetadata) GetSession() string {
@@ -1440,7 +2193,7 @@ type Receipt struct {
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[17]
+	mi := &file_synod_v1_analyst_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1452,7 +2205,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[17]
+	mi := &file_synod_v1_analyst_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +2218,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{17}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Receipt) GetHeight() int64 {
@@ -1516,7 +2269,7 @@ type FetchResultResponse struct {
 
 func (x *FetchResultResponse) Reset() {
 	*x = FetchResultResponse{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[18]
+	mi := &file_synod_v1_analyst_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +2281,7 @@ func (x *FetchResultResponse) String() string {
 func (*FetchResultResponse) ProtoMessage() {}
 
 func (x *FetchResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[18]
+	mi := &file_synod_v1_analyst_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +2294,7 @@ func (x *FetchResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResultResponse.ProtoReflect.Descriptor instead.
 func (*FetchResultResponse) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{18}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FetchResultResponse) GetPart() isFetchResultResponse_Part {
@@ -1595,7 +2348,7 @@ type Predicate_List struct {
 
 func (x *Predicate_List) Reset() {
 	*x = Predicate_List{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[19]
+	mi := &file_synod_v1_analyst_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +2360,7 @@ func (x *Predicate_List) String() string {
 func (*Predicate_List) ProtoMessage() {}
 
 func (x *Predicate_List) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[19]
+	mi := &file_synod_v1_analyst_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +2394,7 @@ type Predicate_InList struct {
 
 func (x *Predicate_InList) Reset() {
 	*x = Predicate_InList{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[20]
+	mi := &file_synod_v1_analyst_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +2406,7 @@ func (x *Predicate_InList) String() string {
 func (*Predicate_InList) ProtoMessage() {}
 
 func (x *Predicate_InList) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[20]
+	mi := &file_synod_v1_analyst_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +2511,7 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\x04kind\"9\n" +
 	"\aGroupBy\x12\x16\n" +
 	"\x06column\x18\x01 \x01(\tR\x06column\x12\x16\n" +
-	"\x06domain\x18\x02 \x03(\x01R\x06domain\"\x8c\x02\n" +
+	"\x06domain\x18\x02 \x03(\x01R\x06domain\"\xbf\x02\n" +
 	"\tQuerySpec\x12\x18\n" +
 	"\adataset\x18\x01 \x01(\tR\adataset\x123\n" +
 	"\n" +
@@ -1767,7 +2520,59 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\afilters\x18\x03 \x03(\v2\x10.synod.v1.FilterR\afilters\x12)\n" +
 	"\x05where\x18\x04 \x01(\v2\x13.synod.v1.PredicateR\x05where\x12,\n" +
 	"\bgroup_by\x18\x05 \x03(\v2\x11.synod.v1.GroupByR\agroupBy\x12+\n" +
-	"\aprivacy\x18\x06 \x01(\v2\x11.synod.v1.PrivacyR\aprivacy\"\xb7\x01\n" +
+	"\aprivacy\x18\x06 \x01(\v2\x11.synod.v1.PrivacyR\aprivacy\x121\n" +
+	"\tinference\x18\a \x01(\v2\x13.synod.v1.InferenceR\tinference\"\x99\x01\n" +
+	"\tInference\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\fR\x05model\x12\x14\n" +
+	"\x05label\x18\x02 \x01(\tR\x05label\x12\x1a\n" +
+	"\bfeatures\x18\x03 \x03(\tR\bfeatures\x12\x19\n" +
+	"\broc_bins\x18\x04 \x01(\rR\arocBins\x12)\n" +
+	"\x10calibration_bins\x18\x05 \x01(\rR\x0fcalibrationBins\"\x16\n" +
+	"\x14CollectiveKeyRequest\"\x83\x01\n" +
+	"\x15CollectiveKeyResponse\x12=\n" +
+	"\bmetadata\x18\x01 \x01(\v2\x1f.synod.v1.CollectiveKeyMetadataH\x00R\bmetadata\x12#\n" +
+	"\x03key\x18\x02 \x01(\v2\x0f.synod.v1.ChunkH\x00R\x03keyB\x06\n" +
+	"\x04part\"\x9e\x01\n" +
+	"\x15CollectiveKeyMetadata\x12\x1e\n" +
+	"\n" +
+	"parameters\x18\x01 \x01(\tR\n" +
+	"parameters\x12#\n" +
+	"\rsetup_session\x18\x02 \x01(\tR\fsetupSession\x12!\n" +
+	"\fsetup_digest\x18\x03 \x01(\fR\vsetupDigest\x12\x1d\n" +
+	"\n" +
+	"key_digest\x18\x04 \x01(\fR\tkeyDigest\"\x9e\x01\n" +
+	"\vModelHeader\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
+	"\farchitecture\x18\x02 \x01(\fR\farchitecture\x12\x1e\n" +
+	"\n" +
+	"parameters\x18\x03 \x01(\tR\n" +
+	"parameters\x12\x1d\n" +
+	"\n" +
+	"key_digest\x18\x04 \x01(\fR\tkeyDigest\x12\x18\n" +
+	"\aparties\x18\x05 \x03(\tR\aparties\"v\n" +
+	"\x12UploadModelRequest\x12/\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.synod.v1.ModelHeaderH\x00R\x06header\x12'\n" +
+	"\x05model\x18\x02 \x01(\v2\x0f.synod.v1.ChunkH\x00R\x05modelB\x06\n" +
+	"\x04part\"\x8e\x01\n" +
+	"\x13UploadModelResponse\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\fR\x06digest\x12\x18\n" +
+	"\aparties\x18\x03 \x03(\tR\aparties\x12+\n" +
+	"\areceipt\x18\x04 \x01(\v2\x11.synod.v1.ReceiptR\areceipt\"\x13\n" +
+	"\x11ListModelsRequest\"\x98\x01\n" +
+	"\tModelInfo\x12-\n" +
+	"\x06header\x18\x01 \x01(\v2\x15.synod.v1.ModelHeaderR\x06header\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\fR\x06digest\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x18\n" +
+	"\asession\x18\x04 \x01(\tR\asession\x12\x14\n" +
+	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\"A\n" +
+	"\x12ListModelsResponse\x12+\n" +
+	"\x06models\x18\x01 \x03(\v2\x13.synod.v1.ModelInfoR\x06models\"t\n" +
+	"\x0ePredictRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
+	"\adataset\x18\x02 \x01(\tR\adataset\x12\x1a\n" +
+	"\bfeatures\x18\x03 \x03(\tR\bfeatures\x12\x16\n" +
+	"\x06output\x18\x04 \x01(\tR\x06output\"\xb7\x01\n" +
 	"\aPrivacy\x129\n" +
 	"\tmechanism\x18\x01 \x01(\x0e2\x1b.synod.v1.Privacy.MechanismR\tmechanism\x12\x18\n" +
 	"\aepsilon\x18\x02 \x01(\x01R\aepsilon\x12\x14\n" +
@@ -1824,13 +2629,18 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\n" +
 	"ciphertext\x18\x02 \x01(\v2\x0f.synod.v1.ChunkH\x00R\n" +
 	"ciphertextB\x06\n" +
-	"\x04part2\xd9\x02\n" +
+	"\x04part2\xfc\x04\n" +
 	"\aAnalyst\x12J\n" +
 	"\vListParties\x12\x1c.synod.v1.ListPartiesRequest\x1a\x1d.synod.v1.ListPartiesResponse\x122\n" +
 	"\x05Setup\x12\x16.synod.v1.SetupRequest\x1a\x0f.synod.v1.Event0\x01\x12L\n" +
 	"\vSubmitQuery\x12\x1c.synod.v1.SubmitQueryRequest\x1a\x1d.synod.v1.SubmitQueryResponse(\x01\x122\n" +
 	"\x05Watch\x12\x16.synod.v1.WatchRequest\x1a\x0f.synod.v1.Event0\x01\x12L\n" +
-	"\vFetchResult\x12\x1c.synod.v1.FetchResultRequest\x1a\x1d.synod.v1.FetchResultResponse0\x01B1Z/github.com/synod-mpc/synod/api/synod/v1;synodv1b\x06proto3"
+	"\vFetchResult\x12\x1c.synod.v1.FetchResultRequest\x1a\x1d.synod.v1.FetchResultResponse0\x01\x12R\n" +
+	"\rCollectiveKey\x12\x1e.synod.v1.CollectiveKeyRequest\x1a\x1f.synod.v1.CollectiveKeyResponse0\x01\x12L\n" +
+	"\vUploadModel\x12\x1c.synod.v1.UploadModelRequest\x1a\x1d.synod.v1.UploadModelResponse(\x01\x12G\n" +
+	"\n" +
+	"ListModels\x12\x1b.synod.v1.ListModelsRequest\x1a\x1c.synod.v1.ListModelsResponse\x126\n" +
+	"\aPredict\x12\x18.synod.v1.PredictRequest\x1a\x0f.synod.v1.Event0\x01B1Z/github.com/synod-mpc/synod/api/synod/v1;synodv1b\x06proto3"
 
 var (
 	file_synod_v1_analyst_proto_rawDescOnce sync.Once
@@ -1845,72 +2655,99 @@ func file_synod_v1_analyst_proto_rawDescGZIP() []byte {
 }
 
 var file_synod_v1_analyst_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_synod_v1_analyst_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_synod_v1_analyst_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_synod_v1_analyst_proto_goTypes = []any{
-	(Aggregate_Func)(0),         // 0: synod.v1.Aggregate.Func
-	(Filter_Op)(0),              // 1: synod.v1.Filter.Op
-	(Privacy_Mechanism)(0),      // 2: synod.v1.Privacy.Mechanism
-	(*ListPartiesRequest)(nil),  // 3: synod.v1.ListPartiesRequest
-	(*PartyInfo)(nil),           // 4: synod.v1.PartyInfo
-	(*ListPartiesResponse)(nil), // 5: synod.v1.ListPartiesResponse
-	(*SetupRequest)(nil),        // 6: synod.v1.SetupRequest
-	(*Event)(nil),               // 7: synod.v1.Event
-	(*Aggregate)(nil),           // 8: synod.v1.Aggregate
-	(*Filter)(nil),              // 9: synod.v1.Filter
-	(*Predicate)(nil),           // 10: synod.v1.Predicate
-	(*GroupBy)(nil),             // 11: synod.v1.GroupBy
-	(*QuerySpec)(nil),           // 12: synod.v1.QuerySpec
-	(*Privacy)(nil),             // 13: synod.v1.Privacy
-	(*SubmitQueryRequest)(nil),  // 14: synod.v1.SubmitQueryRequest
-	(*SubmitQueryResponse)(nil), // 15: synod.v1.SubmitQueryResponse
-	(*WatchRequest)(nil),        // 16: synod.v1.WatchRequest
-	(*FetchResultRequest)(nil),  // 17: synod.v1.FetchResultRequest
-	(*ResultSlot)(nil),          // 18: synod.v1.ResultSlot
-	(*ResultMetadata)(nil),      // 19: synod.v1.ResultMetadata
-	(*Receipt)(nil),             // 20: synod.v1.Receipt
-	(*FetchResultResponse)(nil), // 21: synod.v1.FetchResultResponse
-	(*Predicate_List)(nil),      // 22: synod.v1.Predicate.List
-	(*Predicate_InList)(nil),    // 23: synod.v1.Predicate.InList
-	(*Chunk)(nil),               // 24: synod.v1.Chunk
+	(Aggregate_Func)(0),           // 0: synod.v1.Aggregate.Func
+	(Filter_Op)(0),                // 1: synod.v1.Filter.Op
+	(Privacy_Mechanism)(0),        // 2: synod.v1.Privacy.Mechanism
+	(*ListPartiesRequest)(nil),    // 3: synod.v1.ListPartiesRequest
+	(*PartyInfo)(nil),             // 4: synod.v1.PartyInfo
+	(*ListPartiesResponse)(nil),   // 5: synod.v1.ListPartiesResponse
+	(*SetupRequest)(nil),          // 6: synod.v1.SetupRequest
+	(*Event)(nil),                 // 7: synod.v1.Event
+	(*Aggregate)(nil),             // 8: synod.v1.Aggregate
+	(*Filter)(nil),                // 9: synod.v1.Filter
+	(*Predicate)(nil),             // 10: synod.v1.Predicate
+	(*GroupBy)(nil),               // 11: synod.v1.GroupBy
+	(*QuerySpec)(nil),             // 12: synod.v1.QuerySpec
+	(*Inference)(nil),             // 13: synod.v1.Inference
+	(*CollectiveKeyRequest)(nil),  // 14: synod.v1.CollectiveKeyRequest
+	(*CollectiveKeyResponse)(nil), // 15: synod.v1.CollectiveKeyResponse
+	(*CollectiveKeyMetadata)(nil), // 16: synod.v1.CollectiveKeyMetadata
+	(*ModelHeader)(nil),           // 17: synod.v1.ModelHeader
+	(*UploadModelRequest)(nil),    // 18: synod.v1.UploadModelRequest
+	(*UploadModelResponse)(nil),   // 19: synod.v1.UploadModelResponse
+	(*ListModelsRequest)(nil),     // 20: synod.v1.ListModelsRequest
+	(*ModelInfo)(nil),             // 21: synod.v1.ModelInfo
+	(*ListModelsResponse)(nil),    // 22: synod.v1.ListModelsResponse
+	(*PredictRequest)(nil),        // 23: synod.v1.PredictRequest
+	(*Privacy)(nil),               // 24: synod.v1.Privacy
+	(*SubmitQueryRequest)(nil),    // 25: synod.v1.SubmitQueryRequest
+	(*SubmitQueryResponse)(nil),   // 26: synod.v1.SubmitQueryResponse
+	(*WatchRequest)(nil),          // 27: synod.v1.WatchRequest
+	(*FetchResultRequest)(nil),    // 28: synod.v1.FetchResultRequest
+	(*ResultSlot)(nil),            // 29: synod.v1.ResultSlot
+	(*ResultMetadata)(nil),        // 30: synod.v1.ResultMetadata
+	(*Receipt)(nil),               // 31: synod.v1.Receipt
+	(*FetchResultResponse)(nil),   // 32: synod.v1.FetchResultResponse
+	(*Predicate_List)(nil),        // 33: synod.v1.Predicate.List
+	(*Predicate_InList)(nil),      // 34: synod.v1.Predicate.InList
+	(*Chunk)(nil),                 // 35: synod.v1.Chunk
 }
 var file_synod_v1_analyst_proto_depIdxs = []int32{
 	4,  // 0: synod.v1.ListPartiesResponse.parties:type_name -> synod.v1.PartyInfo
 	0,  // 1: synod.v1.Aggregate.func:type_name -> synod.v1.Aggregate.Func
 	1,  // 2: synod.v1.Filter.op:type_name -> synod.v1.Filter.Op
 	9,  // 3: synod.v1.Predicate.compare:type_name -> synod.v1.Filter
-	22, // 4: synod.v1.Predicate.and:type_name -> synod.v1.Predicate.List
-	22, // 5: synod.v1.Predicate.or:type_name -> synod.v1.Predicate.List
+	33, // 4: synod.v1.Predicate.and:type_name -> synod.v1.Predicate.List
+	33, // 5: synod.v1.Predicate.or:type_name -> synod.v1.Predicate.List
 	10, // 6: synod.v1.Predicate.not:type_name -> synod.v1.Predicate
-	23, // 7: synod.v1.Predicate.in:type_name -> synod.v1.Predicate.InList
+	34, // 7: synod.v1.Predicate.in:type_name -> synod.v1.Predicate.InList
 	8,  // 8: synod.v1.QuerySpec.aggregates:type_name -> synod.v1.Aggregate
 	9,  // 9: synod.v1.QuerySpec.filters:type_name -> synod.v1.Filter
 	10, // 10: synod.v1.QuerySpec.where:type_name -> synod.v1.Predicate
 	11, // 11: synod.v1.QuerySpec.group_by:type_name -> synod.v1.GroupBy
-	13, // 12: synod.v1.QuerySpec.privacy:type_name -> synod.v1.Privacy
-	2,  // 13: synod.v1.Privacy.mechanism:type_name -> synod.v1.Privacy.Mechanism
-	12, // 14: synod.v1.SubmitQueryRequest.spec:type_name -> synod.v1.QuerySpec
-	24, // 15: synod.v1.SubmitQueryRequest.analyst_key:type_name -> synod.v1.Chunk
-	12, // 16: synod.v1.ResultMetadata.spec:type_name -> synod.v1.QuerySpec
-	18, // 17: synod.v1.ResultMetadata.slots:type_name -> synod.v1.ResultSlot
-	20, // 18: synod.v1.ResultMetadata.receipt:type_name -> synod.v1.Receipt
-	19, // 19: synod.v1.FetchResultResponse.metadata:type_name -> synod.v1.ResultMetadata
-	24, // 20: synod.v1.FetchResultResponse.ciphertext:type_name -> synod.v1.Chunk
-	10, // 21: synod.v1.Predicate.List.operands:type_name -> synod.v1.Predicate
-	3,  // 22: synod.v1.Analyst.ListParties:input_type -> synod.v1.ListPartiesRequest
-	6,  // 23: synod.v1.Analyst.Setup:input_type -> synod.v1.SetupRequest
-	14, // 24: synod.v1.Analyst.SubmitQuery:input_type -> synod.v1.SubmitQueryRequest
-	16, // 25: synod.v1.Analyst.Watch:input_type -> synod.v1.WatchRequest
-	17, // 26: synod.v1.Analyst.FetchResult:input_type -> synod.v1.FetchResultRequest
-	5,  // 27: synod.v1.Analyst.ListParties:output_type -> synod.v1.ListPartiesResponse
-	7,  // 28: synod.v1.Analyst.Setup:output_type -> synod.v1.Event
-	15, // 29: synod.v1.Analyst.SubmitQuery:output_type -> synod.v1.SubmitQueryResponse
-	7,  // 30: synod.v1.Analyst.Watch:output_type -> synod.v1.Event
-	21, // 31: synod.v1.Analyst.FetchResult:output_type -> synod.v1.FetchResultResponse
-	27, // [27:32] is the sub-list for method output_type
-	22, // [22:27] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	24, // 12: synod.v1.QuerySpec.privacy:type_name -> synod.v1.Privacy
+	13, // 13: synod.v1.QuerySpec.inference:type_name -> synod.v1.Inference
+	16, // 14: synod.v1.CollectiveKeyResponse.metadata:type_name -> synod.v1.CollectiveKeyMetadata
+	35, // 15: synod.v1.CollectiveKeyResponse.key:type_name -> synod.v1.Chunk
+	17, // 16: synod.v1.UploadModelRequest.header:type_name -> synod.v1.ModelHeader
+	35, // 17: synod.v1.UploadModelRequest.model:type_name -> synod.v1.Chunk
+	31, // 18: synod.v1.UploadModelResponse.receipt:type_name -> synod.v1.Receipt
+	17, // 19: synod.v1.ModelInfo.header:type_name -> synod.v1.ModelHeader
+	21, // 20: synod.v1.ListModelsResponse.models:type_name -> synod.v1.ModelInfo
+	2,  // 21: synod.v1.Privacy.mechanism:type_name -> synod.v1.Privacy.Mechanism
+	12, // 22: synod.v1.SubmitQueryRequest.spec:type_name -> synod.v1.QuerySpec
+	35, // 23: synod.v1.SubmitQueryRequest.analyst_key:type_name -> synod.v1.Chunk
+	12, // 24: synod.v1.ResultMetadata.spec:type_name -> synod.v1.QuerySpec
+	29, // 25: synod.v1.ResultMetadata.slots:type_name -> synod.v1.ResultSlot
+	31, // 26: synod.v1.ResultMetadata.receipt:type_name -> synod.v1.Receipt
+	30, // 27: synod.v1.FetchResultResponse.metadata:type_name -> synod.v1.ResultMetadata
+	35, // 28: synod.v1.FetchResultResponse.ciphertext:type_name -> synod.v1.Chunk
+	10, // 29: synod.v1.Predicate.List.operands:type_name -> synod.v1.Predicate
+	3,  // 30: synod.v1.Analyst.ListParties:input_type -> synod.v1.ListPartiesRequest
+	6,  // 31: synod.v1.Analyst.Setup:input_type -> synod.v1.SetupRequest
+	25, // 32: synod.v1.Analyst.SubmitQuery:input_type -> synod.v1.SubmitQueryRequest
+	27, // 33: synod.v1.Analyst.Watch:input_type -> synod.v1.WatchRequest
+	28, // 34: synod.v1.Analyst.FetchResult:input_type -> synod.v1.FetchResultRequest
+	14, // 35: synod.v1.Analyst.CollectiveKey:input_type -> synod.v1.CollectiveKeyRequest
+	18, // 36: synod.v1.Analyst.UploadModel:input_type -> synod.v1.UploadModelRequest
+	20, // 37: synod.v1.Analyst.ListModels:input_type -> synod.v1.ListModelsRequest
+	23, // 38: synod.v1.Analyst.Predict:input_type -> synod.v1.PredictRequest
+	5,  // 39: synod.v1.Analyst.ListParties:output_type -> synod.v1.ListPartiesResponse
+	7,  // 40: synod.v1.Analyst.Setup:output_type -> synod.v1.Event
+	26, // 41: synod.v1.Analyst.SubmitQuery:output_type -> synod.v1.SubmitQueryResponse
+	7,  // 42: synod.v1.Analyst.Watch:output_type -> synod.v1.Event
+	32, // 43: synod.v1.Analyst.FetchResult:output_type -> synod.v1.FetchResultResponse
+	15, // 44: synod.v1.Analyst.CollectiveKey:output_type -> synod.v1.CollectiveKeyResponse
+	19, // 45: synod.v1.Analyst.UploadModel:output_type -> synod.v1.UploadModelResponse
+	22, // 46: synod.v1.Analyst.ListModels:output_type -> synod.v1.ListModelsResponse
+	7,  // 47: synod.v1.Analyst.Predict:output_type -> synod.v1.Event
+	39, // [39:48] is the sub-list for method output_type
+	30, // [30:39] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_synod_v1_analyst_proto_init() }
@@ -1926,11 +2763,19 @@ func file_synod_v1_analyst_proto_init() {
 		(*Predicate_Not)(nil),
 		(*Predicate_In)(nil),
 	}
-	file_synod_v1_analyst_proto_msgTypes[11].OneofWrappers = []any{
+	file_synod_v1_analyst_proto_msgTypes[12].OneofWrappers = []any{
+		(*CollectiveKeyResponse_Metadata)(nil),
+		(*CollectiveKeyResponse_Key)(nil),
+	}
+	file_synod_v1_analyst_proto_msgTypes[15].OneofWrappers = []any{
+		(*UploadModelRequest_Header)(nil),
+		(*UploadModelRequest_Model)(nil),
+	}
+	file_synod_v1_analyst_proto_msgTypes[22].OneofWrappers = []any{
 		(*SubmitQueryRequest_Spec)(nil),
 		(*SubmitQueryRequest_AnalystKey)(nil),
 	}
-	file_synod_v1_analyst_proto_msgTypes[18].OneofWrappers = []any{
+	file_synod_v1_analyst_proto_msgTypes[29].OneofWrappers = []any{
 		(*FetchResultResponse_Metadata)(nil),
 		(*FetchResultResponse_Ciphertext)(nil),
 	}
@@ -1940,7 +2785,7 @@ func file_synod_v1_analyst_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_synod_v1_analyst_proto_rawDesc), len(file_synod_v1_analyst_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   21,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Analyst_ListParties_FullMethodName = "/synod.v1.Analyst/ListParties"
-	Analyst_Setup_FullMethodName       = "/synod.v1.Analyst/Setup"
-	Analyst_SubmitQuery_FullMethodName = "/synod.v1.Analyst/SubmitQuery"
-	Analyst_Watch_FullMethodName       = "/synod.v1.Analyst/Watch"
-	Analyst_FetchResult_FullMethodName = "/synod.v1.Analyst/FetchResult"
+	Analyst_ListParties_FullMethodName   = "/synod.v1.Analyst/ListParties"
+	Analyst_Setup_FullMethodName         = "/synod.v1.Analyst/Setup"
+	Analyst_SubmitQuery_FullMethodName   = "/synod.v1.Analyst/SubmitQuery"
+	Analyst_Watch_FullMethodName         = "/synod.v1.Analyst/Watch"
+	Analyst_FetchResult_FullMethodName   = "/synod.v1.Analyst/FetchResult"
+	Analyst_CollectiveKey_FullMethodName = "/synod.v1.Analyst/CollectiveKey"
+	Analyst_UploadModel_FullMethodName   = "/synod.v1.Analyst/UploadModel"
+	Analyst_ListModels_FullMethodName    = "/synod.v1.Analyst/ListModels"
+	Analyst_Predict_FullMethodName       = "/synod.v1.Analyst/Predict"
 )
 
 // AnalystClient is the client API for Analyst service.
@@ -45,6 +49,22 @@ type AnalystClient interface {
 	// FetchResult streams a finished query's result: metadata first, then the
 	// result ciphertext (encrypted to the analyst's key) in chunks.
 	FetchResult(ctx context.Context, in *FetchResultRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchResultResponse], error)
+	// CollectiveKey streams the consortium's collective public key: metadata
+	// first, then the key in chunks. Model owners encrypt weights under it.
+	CollectiveKey(ctx context.Context, in *CollectiveKeyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CollectiveKeyResponse], error)
+	// UploadModel stores a model encrypted under the collective key at every
+	// reachable party and records it on the chain. The first message carries
+	// the header, the following ones the encrypted model in chunks. The
+	// response comes once the parties stored it; progress is in Watch.
+	UploadModel(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadModelRequest, UploadModelResponse], error)
+	// ListModels lists the encrypted models this node stores.
+	ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error)
+	// Predict runs a private prediction for the records of the node's own
+	// party with a stored encrypted model; only the party itself (its own
+	// certificate) may ask. The predictions are key-switched to a fresh key
+	// of that party alone and written to its data directory; the stream
+	// carries the session's progress.
+	Predict(ctx context.Context, in *PredictRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
 }
 
 type analystClient struct {
@@ -135,6 +155,67 @@ func (c *analystClient) FetchResult(ctx context.Context, in *FetchResultRequest,
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Analyst_FetchResultClient = grpc.ServerStreamingClient[FetchResultResponse]
 
+func (c *analystClient) CollectiveKey(ctx context.Context, in *CollectiveKeyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CollectiveKeyResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Analyst_ServiceDesc.Streams[4], Analyst_CollectiveKey_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CollectiveKeyRequest, CollectiveKeyResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Analyst_CollectiveKeyClient = grpc.ServerStreamingClient[CollectiveKeyResponse]
+
+func (c *analystClient) UploadModel(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadModelRequest, UploadModelResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Analyst_ServiceDesc.Streams[5], Analyst_UploadModel_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[UploadModelRequest, UploadModelResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Analyst_UploadModelClient = grpc.ClientStreamingClient[UploadModelRequest, UploadModelResponse]
+
+func (c *analystClient) ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListModelsResponse)
+	err := c.cc.Invoke(ctx, Analyst_ListModels_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *analystClient) Predict(ctx context.Context, in *PredictRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Analyst_ServiceDesc.Streams[6], Analyst_Predict_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PredictRequest, Event]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Analyst_PredictClient = grpc.ServerStreamingClient[Event]
+
 // AnalystServer is the server API for Analyst service.
 // All implementations must embed UnimplementedAnalystServer
 // for forward compatibility.
@@ -154,6 +235,22 @@ type AnalystServer interface {
 	// FetchResult streams a finished query's result: metadata first, then the
 	// result ciphertext (encrypted to the analyst's key) in chunks.
 	FetchResult(*FetchResultRequest, grpc.ServerStreamingServer[FetchResultResponse]) error
+	// CollectiveKey streams the consortium's collective public key: metadata
+	// first, then the key in chunks. Model owners encrypt weights under it.
+	CollectiveKey(*CollectiveKeyRequest, grpc.ServerStreamingServer[CollectiveKeyResponse]) error
+	// UploadModel stores a model encrypted under the collective key at every
+	// reachable party and records it on the chain. The first message carries
+	// the header, the following ones the encrypted model in chunks. The
+	// response comes once the parties stored it; progress is in Watch.
+	UploadModel(grpc.ClientStreamingServer[UploadModelRequest, UploadModelResponse]) error
+	// ListModels lists the encrypted models this node stores.
+	ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error)
+	// Predict runs a private prediction for the records of the node's own
+	// party with a stored encrypted model; only the party itself (its own
+	// certificate) may ask. The predictions are key-switched to a fresh key
+	// of that party alone and written to its data directory; the stream
+	// carries the session's progress.
+	Predict(*PredictRequest, grpc.ServerStreamingServer[Event]) error
 	mustEmbedUnimplementedAnalystServer()
 }
 
@@ -178,6 +275,18 @@ func (UnimplementedAnalystServer) Watch(*WatchRequest, grpc.ServerStreamingServe
 }
 func (UnimplementedAnalystServer) FetchResult(*FetchResultRequest, grpc.ServerStreamingServer[FetchResultResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method FetchResult not implemented")
+}
+func (UnimplementedAnalystServer) CollectiveKey(*CollectiveKeyRequest, grpc.ServerStreamingServer[CollectiveKeyResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method CollectiveKey not implemented")
+}
+func (UnimplementedAnalystServer) UploadModel(grpc.ClientStreamingServer[UploadModelRequest, UploadModelResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method UploadModel not implemented")
+}
+func (UnimplementedAnalystServer) ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListModels not implemented")
+}
+func (UnimplementedAnalystServer) Predict(*PredictRequest, grpc.ServerStreamingServer[Event]) error {
+	return status.Errorf(codes.Unimplemented, "method Predict not implemented")
 }
 func (UnimplementedAnalystServer) mustEmbedUnimplementedAnalystServer() {}
 func (UnimplementedAnalystServer) testEmbeddedByValue()                 {}
@@ -258,6 +367,53 @@ func _Analyst_FetchResult_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Analyst_FetchResultServer = grpc.ServerStreamingServer[FetchResultResponse]
 
+func _Analyst_CollectiveKey_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(CollectiveKeyRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AnalystServer).CollectiveKey(m, &grpc.GenericServerStream[CollectiveKeyRequest, CollectiveKeyResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Analyst_CollectiveKeyServer = grpc.ServerStreamingServer[CollectiveKeyResponse]
+
+func _Analyst_UploadModel_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AnalystServer).UploadModel(&grpc.GenericServerStream[UploadModelRequest, UploadModelResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Analyst_UploadModelServer = grpc.ClientStreamingServer[UploadModelRequest, UploadModelResponse]
+
+func _Analyst_ListModels_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListModelsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AnalystServer).ListModels(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Analyst_ListModels_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AnalystServer).ListModels(ctx, req.(*ListModelsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Analyst_Predict_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(PredictRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AnalystServer).Predict(m, &grpc.GenericServerStream[PredictRequest, Event]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Analyst_PredictServer = grpc.ServerStreamingServer[Event]
+
 // Analyst_ServiceDesc is the grpc.ServiceDesc for Analyst service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -268,6 +424,10 @@ var Analyst_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListParties",
 			Handler:    _Analyst_ListParties_Handler,
+		},
+		{
+			MethodName: "ListModels",
+			Handler:    _Analyst_ListModels_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
@@ -289,6 +449,21 @@ var Analyst_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "FetchResult",
 			Handler:       _Analyst_FetchResult_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "CollectiveKey",
+			Handler:       _Analyst_CollectiveKey_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "UploadModel",
+			Handler:       _Analyst_UploadModel_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Predict",
+			Handler:       _Analyst_Predict_Handler,
 			ServerStreams: true,
 		},
 	},
