@@ -19,10 +19,14 @@ demo:
 	./scripts/demo.sh
 
 ## bench: setup time, query latency and bytes per party for N=3 and N=5 on
-## loopback, each beside the raw in-process lattigo floor
+## loopback, each beside the raw in-process lattigo floor; the issue-4 query
+## (3 parties × 10^6 rows, 60 cells: BenchmarkQueryMillionRows) end to end,
+## with and without the ledger, at 10^5 and 10^6 rows; one party's
+## filtering+encoding and CSV loading of 10^6 rows in process
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/ -v | tee bench.out
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./engine/ ./protocols/
+	$(GO) test -run '^$$' -bench MillionRows -benchtime 5x ./parties/query/ ./parties/datasource/
 
 proto:
 	protoc -I api --go_out=. --go_opt=module=github.com/synod-mpc/synod \
@@ -34,7 +38,7 @@ lint:
 
 ## fuzz: every decoder's fuzz target for FUZZTIME each
 FUZZTIME ?= 30s
-FUZZ_PKGS := ./engine ./protocols ./parties/wire ./parties/keystore ./parties/datasource ./ledger
+FUZZ_PKGS := ./engine ./protocols ./parties/wire ./parties/keystore ./parties/datasource ./parties/node ./ledger
 fuzz:
 	@for pkg in $(FUZZ_PKGS); do \
 	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
