@@ -245,6 +245,50 @@ func TestInfer(t *testing.T) {
 		}
 	})
 
+	t.Run("private prediction", func(t *testing.T) { testPrivatePrediction(t, c, diabetes) })
+
+	t.Run("malformed uploads and foreign prediction requests are refused", func(t *testing.T) {
+		conn := analystConn(t, c)
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		client := synodv1.NewAnalystClient(conn)
+		for _, tc := range []struct {
+			name   string
+			header *synodv1.ModelHeader
+			blob   []byte
+			want   string
+		}{
+			{"bad name", &synodv1.ModelHeader{Name: "../x", Parameters: "ckks-n14"}, []byte("x"), "model name"},
+			{"other parameters", &synodv1.ModelHeader{Name: "m", Parameters: "ckks-n13"}, []byte("x"), "parameter set"},
+			{"garbage", &synodv1.ModelHeader{Name: "m", Parameters: "ckks-n14", KeyDigest: collectiveKeyDigest(t, client)}, []byte("garbage bytes"), "not an encrypted model"},
+		} {
+			stream, err := client.UploadModel(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := stream.Send(&synodv1.UploadModelRequest{Part: &synodv1.UploadModelRequest_Header{Header: tc.header}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := stream.Send(&synodv1.UploadModelRequest{Part: &synodv1.UploadModelRequest_Model{Model: &synodv1.Chunk{Data: tc.blob, TotalSize: uint64(len(tc.blob))}}}); err != nil {
+				t.Fatal(err)
+			}
+			_, err = stream.CloseAndRecv()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: want an error containing %q, got %v", tc.name, tc.want, err)
+			} else {
+				t.Logf("%s: refused: %v", tc.name, err)
+			}
+		}
+		ps, err := client.Predict(ctx, &synodv1.PredictRequest{Model: "diabetes", Dataset: "patients", Features: []string{"age", "bmi"}})
+		if err == nil {
+			_, err = ps.Recv()
+		}
+		if err == nil || !strings.Contains(err.Error(), "only party-1 itself") {
+			t.Errorf("an analyst asked party-1 to predict its records: want a refusal, got %v", err)
+		}
+	})
+
 	t.Run("a malformed validation spec is refused by the node", func(t *testing.T) {
 		conn := analystConn(t, c)
 		defer conn.Close()
@@ -269,6 +313,70 @@ func TestInfer(t *testing.T) {
 	})
 }
 
+// testPrivatePrediction uploads the diabetes model encrypted under the
+// collective key and has party-2 predict its own records with it; the
+// predictions in party-2's data directory are checked against float64.
+func testPrivatePrediction(t *testing.T, c *cluster, modelPath string) {
+	out, err := c.ctl("model", "upload", "--model", modelPath, "--name", "diabetes", "-o", "json")
+	if err != nil {
+		t.Fatalf("upload: %v\n%s", err, out)
+	}
+	var up struct {
+		Parties []string `json:"parties"`
+		Height  int64    `json:"height"`
+	}
+	if err := json.Unmarshal([]byte(out), &up); err != nil || len(up.Parties) != 3 || up.Height == 0 {
+		t.Fatalf("upload answer %s (%v)", out, err)
+	}
+	out, err = c.ctl("predict", "--party-config", c.partyConfig(2), "--model", "diabetes", "--dataset", "patients",
+		"--features", "age,bmi", "--file", "diabetes-predictions.csv", "-o", "json")
+	if err != nil {
+		t.Fatalf("predict: %v\n%s", err, out)
+	}
+	t.Logf("predict: %s", strings.TrimSpace(out))
+	got, err := datasource.LoadCSV("predictions", filepath.Join(c.dir, "party-2", "data", "diabetes-predictions.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	preds, err := got.Column("prediction")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(modelPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.ParseJSON(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := datasource.LoadCSV("patients", filepath.Join(repoRoot(), "configs/sample/patients-party-2.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(preds) != tab.Rows {
+		t.Fatalf("%d predictions for %d records", len(preds), tab.Rows)
+	}
+	age, _ := tab.Column("age")
+	bmi, _ := tab.Column("bmi")
+	worst, agree := 0.0, 0
+	for r := range tab.Rows {
+		want, err := m.Predict([]float64{age[r], bmi[r]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst = math.Max(worst, math.Abs(preds[r]-want[0]))
+		if (preds[r] >= 0.5) == (want[0] >= 0.5) {
+			agree++
+		}
+	}
+	rate := float64(agree) / float64(tab.Rows)
+	t.Logf("%d private predictions: max abs error %.2e, label agreement %.4f", tab.Rows, worst, rate)
+	if worst > 1e-3 || rate < 0.995 {
+		t.Errorf("max abs error %.2e (want < 1e-3), label agreement %.4f (want >= 0.995)", worst, rate)
+	}
+}
+
 // analystConn dials party-1 with the analyst's certificate.
 func analystConn(t *testing.T, c *cluster) *grpc.ClientConn {
 	t.Helper()
@@ -285,6 +393,19 @@ func analystConn(t *testing.T, c *cluster) *grpc.ClientConn {
 		t.Fatal(err)
 	}
 	return conn
+}
+
+func collectiveKeyDigest(t *testing.T, client synodv1.AnalystClient) []byte {
+	t.Helper()
+	stream, err := client.CollectiveKey(context.Background(), &synodv1.CollectiveKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg.GetMetadata().GetKeyDigest()
 }
 
 // listenAddress reads a party config's listen address.

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
+	"github.com/synod-mpc/synod/engine"
+	"github.com/synod-mpc/synod/engine/model"
+	"github.com/synod-mpc/synod/parties/config"
+	"github.com/synod-mpc/synod/parties/transport"
+	"github.com/synod-mpc/synod/parties/wire"
+)
+
+func newModelCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "model", Short: "Encrypted models for private prediction"}
+	cmd.AddCommand(newModelUploadCmd(g), newModelListCmd(g))
+	return cmd
+}
+
+// fetchCollectiveKey reads the collective public key from the node.
+func fetchCollectiveKey(ctx context.Context, client synodv1.AnalystClient) (*synodv1.CollectiveKeyMetadata, []byte, error) {
+	stream, err := client.CollectiveKey(ctx, &synodv1.CollectiveKeyRequest{})
+	if err != nil {
+		return nil, nil, grpcErr(err)
+	}
+	var meta *synodv1.CollectiveKeyMetadata
+	var asm wire.Assembler
+	for {
+		msg, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, grpcErr(err)
+		}
+		switch p := msg.GetPart().(type) {
+		case *synodv1.CollectiveKeyResponse_Metadata:
+			meta = p.Metadata
+		case *synodv1.CollectiveKeyResponse_Key:
+			if err := asm.Add(p.Key); err != nil {
+				return nil, nil, fmt.Errorf("collective key: %w", err)
+			}
+		}
+	}
+	b, err := asm.Bytes()
+	if err != nil || meta == nil {
+		return nil, nil, fmt.Errorf("collective key: incomplete answer (%v)", err)
+	}
+	return meta, b, nil
+}
+
+func newModelUploadCmd(g *globals) *cobra.Command {
+	var path, name string
+	var parties []string
+	cmd := &cobra.Command{
+		Use:   "upload --model M [--name NAME]",
+		Short: "Encrypt a model's weights under the collective key and store them at the parties",
+		Long: `Encrypt a model's weights here, under the consortium's collective public key
+(fetched from the node), and store the encrypted model at every reachable
+party under a name; the upload is recorded on the chain. Nobody can decrypt
+the weights. Parties then predict their own records with it (mpcctl predict).
+The model must fit the consortium's parameters with one level to spare.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if path == "" {
+				return fmt.Errorf("--model is required")
+			}
+			m, err := loadModel(path)
+			if err != nil {
+				return err
+			}
+			if name == "" {
+				name = m.Name
+			}
+			a, err := connect(g, cmd)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			ctx := context.Background()
+			meta, pkBytes, err := fetchCollectiveKey(ctx, a.client)
+			if err != nil {
+				return err
+			}
+			params, err := engine.ParametersByName(meta.GetParameters())
+			if err != nil {
+				return err
+			}
+			pk, err := engine.DecodePublicKey(params, pkBytes)
+			if err != nil {
+				return fmt.Errorf("collective key: %w", err)
+			}
+			if _, err := model.NewPredictionPlan(params, model.ArchitectureOf(m)); err != nil {
+				return err
+			}
+			began := time.Now()
+			em, err := model.EncryptModelForPrediction(params, pk, m)
+			if err != nil {
+				return err
+			}
+			blob, err := em.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			arch, err := em.Arch.MarshalJSON()
+			if err != nil {
+				return err
+			}
+			if g.output == "table" {
+				fmt.Fprintf(os.Stderr, "encrypted %s: %d ciphertexts, %d bytes in %s\n", m, em.Ciphertexts(), len(blob), time.Since(began).Round(time.Millisecond))
+			}
+			stream, err := a.client.UploadModel(ctx)
+			if err != nil {
+				return grpcErr(err)
+			}
+			header := &synodv1.ModelHeader{Name: name, Architecture: arch, Parameters: params.Name, KeyDigest: meta.GetKeyDigest(), Parties: parties}
+			if err := stream.Send(&synodv1.UploadModelRequest{Part: &synodv1.UploadModelRequest_Header{Header: header}}); err != nil {
+				return grpcErr(err)
+			}
+			if err := wire.SendChunks(func(c *synodv1.Chunk) error {
+				return stream.Send(&synodv1.UploadModelRequest{Part: &synodv1.UploadModelRequest_Model{Model: c}})
+			}, blob); err != nil && err != io.EOF {
+				return grpcErr(err)
+			}
+			resp, err := stream.CloseAndRecv()
+			if err != nil {
+				return grpcErr(err)
+			}
+			out := map[string]any{"name": name, "session": resp.GetSession(), "digest": fmt.Sprintf("%x", resp.GetDigest()),
+				"parties": resp.GetParties(), "bytes": len(blob), "height": resp.GetReceipt().GetHeight(), "tx_hash": fmt.Sprintf("%X", resp.GetReceipt().GetTxHash())}
+			if g.output == "json" {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(out)
+			}
+			return printRows(g.output, [][]string{{"item", "value"}, {"model", name}, {"digest", fmt.Sprint(out["digest"])},
+				{"stored by", strings.Join(resp.GetParties(), ", ")}, {"recorded", fmt.Sprintf("height %d, tx %s", resp.GetReceipt().GetHeight(), out["tx_hash"])}})
+		},
+	}
+	cmd.Flags().StringVar(&path, "model", "", "model file: JSON model format or .onnx (required)")
+	cmd.Flags().StringVar(&name, "name", "", "name to store the model under (default: the model's name)")
+	cmd.Flags().StringSliceVar(&parties, "parties", nil, "parties allowed to predict with it (default: every party)")
+	return cmd
+}
+
+func newModelListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the encrypted models the node stores",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := connect(g, cmd)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			resp, err := a.client.ListModels(context.Background(), &synodv1.ListModelsRequest{})
+			if err != nil {
+				return grpcErr(err)
+			}
+			rows := [][]string{{"name", "owner", "digest", "bytes", "allowed parties"}}
+			for _, m := range resp.GetModels() {
+				allowed := strings.Join(m.GetHeader().GetParties(), ",")
+				if allowed == "" {
+					allowed = "all"
+				}
+				rows = append(rows, []string{m.GetHeader().GetName(), m.GetOwner(), fmt.Sprintf("%x", m.GetDigest()), fmt.Sprint(m.GetBytes()), allowed})
+			}
+			return printRows(g.output, rows)
+		},
+	}
+}
+
+func newPredictCmd(g *globals) *cobra.Command {
+	var partyConfig, name, dataset, output string
+	var features []string
+	cmd := &cobra.Command{
+		Use:   "predict --party-config party.yaml --model NAME --dataset D --features c1,c2,...",
+		Short: "Predict a party's own records with an encrypted model (run by the party's operator)",
+		Long: `Predict a party's own records with an encrypted model stored at the parties.
+
+Run by the party's operator with the party's own config and certificate: the
+party evaluates the encrypted weights on its records, t parties switch the
+encrypted predictions to a fresh key of this party alone, and the party
+decrypts them and writes them to a CSV file in its data directory. Nobody
+else sees the predictions; the model owner never sees the records.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if partyConfig == "" || name == "" || dataset == "" || len(features) == 0 {
+				return fmt.Errorf("--party-config, --model, --dataset and --features are required")
+			}
+			cfg, err := config.LoadParty(partyConfig, nil)
+			if err != nil {
+				return err
+			}
+			creds, err := transport.LoadCredentials(cfg.TLS)
+			if err != nil {
+				return err
+			}
+			conn, err := transport.Dial(cfg.Listen, cfg.ID, creds)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			stream, err := synodv1.NewAnalystClient(conn).Predict(context.Background(),
+				&synodv1.PredictRequest{Model: name, Dataset: dataset, Features: features, Output: output})
+			if err != nil {
+				return grpcErr(err)
+			}
+			ev, took, err := follow(stream.Recv, g.output != "table")
+			if err != nil {
+				return grpcErr(err)
+			}
+			if ev.GetFailed() {
+				return fmt.Errorf("prediction failed: %s", ev.GetMessage())
+			}
+			if g.output == "json" {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(map[string]any{"session": ev.GetSession(), "party": cfg.ID, "seconds": took.Seconds(), "message": ev.GetMessage()})
+			}
+			fmt.Printf("prediction session %s done in %s; predictions are in %s's data directory\n", ev.GetSession(), took.Round(time.Millisecond), cfg.ID)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&partyConfig, "party-config", "", "the party's config file (its certificate is used)")
+	f.StringVar(&name, "model", "", "stored model name")
+	f.StringVar(&dataset, "dataset", "", "the party's dataset")
+	f.StringSliceVar(&features, "features", nil, "feature columns, one per model input, in order")
+	f.StringVar(&output, "file", "", "file name in the party's data directory the predictions are written to (default predictions-SESSION.csv)")
+	return cmd
+}
