@@ -64,6 +64,12 @@ run "$BIN/mpcctl" audit verify "$SESSION"
 run "$BIN/mpcctl" audit log
 
 echo
+echo "== SQL with GROUP BY and differential privacy: each party adds a share of Laplace noise"
+echo "   under encryption (epsilon 1 over the released cells), so no one knows the total noise"
+run "$BIN/mpcctl" query --epsilon 1 --compare-plaintext "$COMPARE" \
+  "SELECT sex, COUNT(*), AVG(bmi) FROM patients WHERE age BETWEEN 40 AND 70 GROUP BY sex IN (0, 1)"
+
+echo
 echo "== party-4 stops: the threshold key (2 of 4) and the chain (3 of 4 validators) still work"
 printf '$ kill <party-4>\n'
 kill "${PIDS[3]}"; wait "${PIDS[3]}" 2>/dev/null || true; PIDS[3]=""

@@ -260,18 +260,23 @@ func (c *cluster) waitReachable(want int) {
 }
 
 type cell struct {
-	Name  string  `json:"name"`
-	Value float64 `json:"value"`
+	Group      map[string]float64 `json:"group"`
+	Name       string             `json:"name"`
+	Value      float64            `json:"value"`
+	Suppressed bool               `json:"suppressed"`
 }
 
 type queryJSON struct {
-	Session      string   `json:"session"`
-	Contributors []string `json:"contributors"`
-	KeySwitchers []string `json:"key_switchers"`
-	Precision    float64  `json:"precision"`
-	Results      []cell   `json:"results"`
-	Seconds      float64  `json:"session_seconds"`
-	Ledger       float64  `json:"ledger_seconds"`
+	Session      string    `json:"session"`
+	Contributors []string  `json:"contributors"`
+	KeySwitchers []string  `json:"key_switchers"`
+	Precision    float64   `json:"precision"`
+	Results      []cell    `json:"results"`
+	Seconds      float64   `json:"session_seconds"`
+	Ledger       float64   `json:"ledger_seconds"`
+	MinCohort    int       `json:"min_cohort"`
+	Suppressed   int       `json:"suppressed"`
+	NoiseScales  []float64 `json:"noise_scales"`
 	Receipt      *struct {
 		Height int64  `json:"height"`
 		TxHash string `json:"tx_hash"`

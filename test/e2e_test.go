@@ -405,12 +405,12 @@ func testSQLGroupBy(t *testing.T, c *cluster) {
 	for _, sex := range []float64{0, 1} {
 		g := groups[sex]
 		want = append(want,
-			cell{"COUNT(*)", float64(len(g.bmi))},
-			cell{"MEAN(bmi)", mean(g.bmi)},
-			cell{"STDDEV_SAMP(systolic_bp)", math.Sqrt(covar(g.sbp, g.sbp))},
-			cell{"CORR(age, bmi)", covar(g.age, g.bmi) / math.Sqrt(covar(g.age, g.age)*covar(g.bmi, g.bmi))})
+			cell{Name: "COUNT(*)", Value: float64(len(g.bmi))},
+			cell{Name: "MEAN(bmi)", Value: mean(g.bmi)},
+			cell{Name: "STDDEV_SAMP(systolic_bp)", Value: math.Sqrt(covar(g.sbp, g.sbp))},
+			cell{Name: "CORR(age, bmi)", Value: covar(g.age, g.bmi) / math.Sqrt(covar(g.age, g.age)*covar(g.bmi, g.bmi))})
 		for i := 0; i+1 < len(edges); i++ {
-			want = append(want, cell{fmt.Sprintf("HISTOGRAM(cholesterol)[%g,%g)", edges[i], edges[i+1]), hist[sex][i]})
+			want = append(want, cell{Name: fmt.Sprintf("HISTOGRAM(cholesterol)[%g,%g)", edges[i], edges[i+1]), Value: hist[sex][i]})
 		}
 	}
 	bounds, err := query.ErrorBounds(spec, sums, q.Precision)

@@ -33,6 +33,7 @@ func newRoot() *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.config, "config", os.Getenv("SYNOD_CONFIG"), "analyst config file (YAML; default $SYNOD_CONFIG)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or csv")
-	root.AddCommand(newConsortiumCmd(g), newSetupCmd(g), newPartiesCmd(g), newQueryCmd(g), newPlaintextCmd(g), newAuditCmd(g))
+	root.AddCommand(newConsortiumCmd(g), newSetupCmd(g), newPartiesCmd(g), newQueryCmd(g), newPlaintextCmd(g), newAuditCmd(g),
+		newInferCmd(g), newModelCmd(g), newPredictCmd(g))
 	return root
 }

@@ -115,6 +115,20 @@ type queryResult struct {
 	SessionSeconds float64 `json:"session_seconds,omitempty"`
 	// LedgerSeconds is the part of it spent waiting for chain commits.
 	LedgerSeconds float64 `json:"ledger_seconds,omitempty"`
+	// Privacy is the differential privacy the parties applied; NoiseScales
+	// the scale of the noise in each released slot (query.Layout order).
+	Privacy     *privacyJSON `json:"privacy,omitempty"`
+	NoiseScales []float64    `json:"noise_scales,omitempty"`
+	// MinCohort is the minimum cohort applied; Suppressed counts the cells
+	// withheld below it.
+	MinCohort  uint32 `json:"min_cohort,omitempty"`
+	Suppressed int    `json:"suppressed,omitempty"`
+}
+
+type privacyJSON struct {
+	Mechanism string  `json:"mechanism"`
+	Epsilon   float64 `json:"epsilon"`
+	Delta     float64 `json:"delta,omitempty"`
 }
 
 const sqlHelp = `The query is SQL (one dataset, aggregates only):
@@ -227,9 +241,22 @@ func newQueryCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			_, per := query.GroupShape(meta.GetSpec())
+			query.Suppress(meta.GetSpec(), cells, func(g int) bool { return meta.GetSlots()[g*per].GetSuppressed() })
 			out := queryResult{Session: meta.GetSession(), Dataset: meta.GetSpec().GetDataset(), GroupBy: query.GroupColumns(meta.GetSpec()), Parameters: meta.GetParameters(),
 				Contributors: meta.GetContributors(), KeySwitchers: meta.GetKeySwitchers(), Precision: meta.GetPrecision(), Results: cells,
-				SessionSeconds: took.Seconds(), LedgerSeconds: meta.GetLedgerSeconds()}
+				SessionSeconds: took.Seconds(), LedgerSeconds: meta.GetLedgerSeconds(), MinCohort: meta.GetMinCohort()}
+			for _, c := range cells {
+				if c.Suppressed {
+					out.Suppressed++
+				}
+			}
+			if pr := meta.GetSpec().GetPrivacy(); pr.GetEpsilon() > 0 {
+				out.Privacy = &privacyJSON{Mechanism: strings.ToLower(pr.GetMechanism().String()), Epsilon: pr.GetEpsilon(), Delta: pr.GetDelta()}
+				for _, sl := range meta.GetSlots() {
+					out.NoiseScales = append(out.NoiseScales, sl.GetNoiseScale())
+				}
+			}
 			if rc := meta.GetReceipt(); rc != nil {
 				out.Receipt = &receiptJSON{Height: rc.GetHeight(), TxHash: fmt.Sprintf("%X", rc.GetTxHash()), ApprovalTx: fmt.Sprintf("%X", rc.GetApprovalTxHash())}
 			}
@@ -241,6 +268,9 @@ func newQueryCmd(g *globals) *cobra.Command {
 				out.Plaintext = plain
 				worst := 0.0
 				for i := range cells {
+					if cells[i].Suppressed {
+						continue
+					}
 					d := math.Abs(cells[i].Value - plain[i].Value)
 					if math.IsNaN(cells[i].Value) && math.IsNaN(plain[i].Value) {
 						d = 0 // undefined on both sides (an empty group)
@@ -258,7 +288,7 @@ func newQueryCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&explain, "explain", false, "print the plan (cells, ciphertexts, depth, keys, bytes) without running the query")
 	cmd.Flags().StringVar(&paramsName, "parameters", engine.DefaultParameters, "parameter set --explain plans for")
 	cmd.Flags().StringSliceVar(&compare, "compare-plaintext", nil,
-		"party config files whose CSV data to read directly and compute the same query in the clear (local demos and tests only)")
+		"party config files whose datasets (CSV or PostgreSQL) to read directly and compute the same query in the clear (local demos and tests only)")
 	return cmd
 }
 
@@ -302,8 +332,9 @@ func fetch(ctx context.Context, client synodv1.AnalystClient, session string) (*
 	return meta, b, nil
 }
 
-// plaintextResult computes spec in the clear over the CSV files of the given
-// party configs, restricted to the parties whose data the result covers.
+// plaintextResult computes spec in the clear over the datasets (CSV or
+// PostgreSQL) of the given party configs, restricted to the parties whose
+// data the result covers.
 func plaintextResult(configs []string, contributors []string, spec *synodv1.QuerySpec) ([]query.Cell, error) {
 	var total []float64
 	for _, path := range configs {
@@ -318,7 +349,7 @@ func plaintextResult(configs []string, contributors []string, spec *synodv1.Quer
 		if !ok {
 			return nil, fmt.Errorf("%s declares no dataset %q", path, spec.GetDataset())
 		}
-		t, err := datasource.LoadCSV(spec.GetDataset(), ds.CSV)
+		t, err := datasource.Load(context.Background(), spec.GetDataset(), ds.Source())
 		if err != nil {
 			return nil, err
 		}
@@ -392,13 +423,17 @@ func printQuery(format string, r queryResult) error {
 		rows = append(rows, header)
 		for i, c := range r.Results {
 			row := groupValues(r.GroupBy, c)
-			row = append(row, c.Name, formatValue(c.Value), formatValue(r.Plaintext[i].Value), fmt.Sprintf("%.2g", math.Abs(c.Value-r.Plaintext[i].Value)))
+			errCol := fmt.Sprintf("%.2g", math.Abs(c.Value-r.Plaintext[i].Value))
+			if c.Suppressed {
+				errCol = "-"
+			}
+			row = append(row, c.Name, cellValue(c), formatValue(r.Plaintext[i].Value), errCol)
 			rows = append(rows, row)
 		}
 	} else if len(r.GroupBy) == 0 && format == "table" {
 		rows = append(rows, []string{"statistic", "value"})
 		for _, c := range r.Results {
-			rows = append(rows, []string{c.Name, formatValue(c.Value)})
+			rows = append(rows, []string{c.Name, cellValue(c)})
 		}
 	} else {
 		// One row per group, one column per statistic.
@@ -417,7 +452,7 @@ func printQuery(format string, r queryResult) error {
 		for _, g := range groupRows {
 			row := groupValues(r.GroupBy, g[0])
 			for _, c := range g {
-				row = append(row, formatValue(c.Value))
+				row = append(row, cellValue(c))
 			}
 			rows = append(rows, row)
 		}
@@ -427,6 +462,16 @@ func printQuery(format string, r queryResult) error {
 	}
 	if format == "table" && r.Session != "" {
 		fmt.Printf("promised precision: ±%.2g per released sum (noise flooding); statistics derived from sums carry it divided by the count\n", r.Precision)
+		if r.Privacy != nil {
+			fmt.Printf("differential privacy: %s noise, epsilon %g", r.Privacy.Mechanism, r.Privacy.Epsilon)
+			if r.Privacy.Delta > 0 {
+				fmt.Printf(", delta %g", r.Privacy.Delta)
+			}
+			fmt.Printf(", added under encryption by the parties (scale per released sum: %s)\n", scaleRange(r.NoiseScales))
+		}
+		if r.MinCohort > 0 {
+			fmt.Printf("minimum cohort %d: %d cell(s) suppressed\n", r.MinCohort, r.Suppressed)
+		}
 		if r.Receipt != nil {
 			fmt.Printf("receipt: transcript tx %s at height %d (check it: mpcctl audit verify %s)\n", r.Receipt.TxHash, r.Receipt.Height, r.Session)
 		}
@@ -478,6 +523,25 @@ func specJSON(spec *synodv1.QuerySpec) json.RawMessage {
 		return json.RawMessage("null")
 	}
 	return b
+}
+
+func cellValue(c query.Cell) string {
+	if c.Suppressed {
+		return "suppressed"
+	}
+	return formatValue(c.Value)
+}
+
+// scaleRange prints the smallest and largest noise scale.
+func scaleRange(scales []float64) string {
+	if len(scales) == 0 {
+		return "none"
+	}
+	lo, hi := slices.Min(scales), slices.Max(scales)
+	if lo == hi {
+		return fmt.Sprintf("%.3g", lo)
+	}
+	return fmt.Sprintf("%.3g to %.3g", lo, hi)
 }
 
 func formatValue(v float64) string {

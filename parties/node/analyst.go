@@ -80,7 +80,11 @@ func (n *Node) SubmitQuery(stream grpc.ClientStreamingServer[synodv1.SubmitQuery
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "analyst key: %v", err)
 	}
-	cs, err := n.runQuery(stream.Context(), caller, spec, keyBytes)
+	run := n.runQuery
+	if spec.GetInference() != nil {
+		run = n.runInference // model validation (infer.go)
+	}
+	cs, err := run(stream.Context(), caller, spec, keyBytes)
 	if err != nil {
 		return status.Errorf(codes.FailedPrecondition, "%v", err)
 	}

@@ -469,64 +469,44 @@ func (cs *coordSession) coordinateQuery(st *keyState, target *rlwe.PublicKey) {
 		cs.finish(err)
 		return
 	}
-	cert, approvers, approvalTx, err := cs.approve(st, specBytes)
+	ap, err := cs.approve(st, specBytes)
 	if err != nil {
 		cs.finish(err)
 		return
 	}
-	cs.approvalTx, cs.certificate = approvalTx, cert
-	request, err := json.Marshal(queryRequest{Spec: specBytes, Analyst: cs.analyst, Certificate: cert})
+	cs.approvalTx, cs.certificate = ap.txHash, ap.certificate
+	request, err := json.Marshal(queryRequest{Spec: specBytes, Analyst: cs.analyst, Certificate: ap.certificate, MinCohort: ap.minCohort})
 	if err != nil {
 		cs.finish(err)
 		return
 	}
-	for _, p := range approvers {
+	for _, p := range ap.approvers {
 		if err := cs.post(p, kindQueryRequest, request); err != nil {
 			cs.finish(&partyFault{p, err})
 			return
 		}
 	}
-	cs.event("inputs", "", "waiting for encrypted inputs")
-	inputs := map[string]*rlwe.Ciphertext{}
-	active := slices.Clone(approvers)
-	stageTimeout := time.After(2 * n.cfg.Timeouts.Peer)
-	for len(inputs) < len(active) {
-		select {
-		case <-cs.ctx.Done():
-			cs.finish(fmt.Errorf("query timed out"))
+	active := slices.Clone(ap.approvers)
+	var suppressed []int
+	if ap.minCohort > 0 {
+		if suppressed, active, err = cs.cohortTest(st, active, ap.minCohort); err != nil {
+			cs.finish(err)
 			return
-		case <-stageTimeout:
-			for _, p := range slices.Clone(active) {
-				if _, ok := inputs[p]; !ok {
-					active = slices.DeleteFunc(active, func(s string) bool { return s == p })
-					cs.event("inputs", p, "%s sent no input in time; continuing without it", p)
-				}
-			}
-		case f := <-cs.failures:
-			active = slices.DeleteFunc(active, func(s string) bool { return s == f.party })
-			delete(inputs, f.party)
-			cs.event("inputs", f.party, "%s unreachable (%v); continuing without it", f.party, f.err)
-		case env := <-cs.inbox:
-			switch env.GetKind() {
-			case kindQueryInput:
-				ct, err := engine.DecodeCiphertext(params, env.GetPayload())
-				if err != nil {
-					cs.finish(&partyFault{env.GetFrom(), fmt.Errorf("malformed input ciphertext: %w", err)})
-					return
-				}
-				inputs[env.GetFrom()] = ct
-				cs.event("inputs", env.GetFrom(), "encrypted input from %s", env.GetFrom())
-			case kindQueryRefused:
-				cs.finish(&partyFault{env.GetFrom(), fmt.Errorf("refused the query: %s", env.GetPayload())})
-				return
-			case kindSessionError:
-				cs.finish(sessionFailure(env))
-				return
-			default:
-				cs.finish(&partyFault{env.GetFrom(), fmt.Errorf("unexpected %s while collecting inputs", env.GetKind())})
-				return
-			}
 		}
+	}
+	cs.event("inputs", "", "waiting for encrypted inputs")
+	inputs, active, err := collectInputs(cs, active, "inputs", func(in *synodv1.QueryInput) (*rlwe.Ciphertext, error) {
+		return engine.DecodeCiphertext(params, in.GetValues())
+	})
+	if err != nil {
+		cs.finish(err)
+		return
+	}
+	if ap.minCohort > 0 && len(inputs) < len(active) {
+		// The cohort test counted parties whose values are now missing:
+		// a released cell could describe fewer than the minimum.
+		cs.finish(fmt.Errorf("a party that took part in the cohort test sent no values; nothing was released"))
+		return
 	}
 	if len(active) < n.cons.Threshold {
 		cs.finish(fmt.Errorf("only %d parties remain, below the threshold %d; nothing was released", len(active), n.cons.Threshold))
@@ -556,9 +536,19 @@ func (cs *coordSession) coordinateQuery(st *keyState, target *rlwe.PublicKey) {
 	}
 	labels := query.Layout(cs.spec)
 	meta := &synodv1.ResultMetadata{Session: cs.id, Spec: cs.spec, Parameters: params.Name, Contributors: contributors,
-		KeySwitchers: group, Precision: engine.Precision(params, len(group))}
-	for _, l := range labels {
-		meta.Slots = append(meta.Slots, &synodv1.ResultSlot{Label: l})
+		KeySwitchers: group, Precision: engine.Precision(params, len(group)), MinCohort: uint32(ap.minCohort)}
+	scales, err := query.NoiseScales(cs.spec, n.columnBounds(cs.spec.GetDataset()))
+	if err != nil {
+		cs.finish(err)
+		return
+	}
+	_, per := query.GroupShape(cs.spec)
+	for i, l := range labels {
+		slot := &synodv1.ResultSlot{Label: l, Suppressed: slices.Contains(suppressed, i/per)}
+		if scales != nil {
+			slot.NoiseScale = scales[i]
+		}
+		meta.Slots = append(meta.Slots, slot)
 	}
 	cs.mu.Lock()
 	meta.Transcript = slices.Clone(cs.transcript)
@@ -567,6 +557,7 @@ func (cs *coordSession) coordinateQuery(st *keyState, target *rlwe.PublicKey) {
 	rec := transcriptRecord{Analyst: cs.analyst, Parameters: params.Name, SpecDigest: hex.EncodeToString(digest(specBytes)),
 		ApprovalTx: hex.EncodeToString(cs.approvalTx), SetupID: st.Meta.Session, Participants: cs.participants,
 		Contributors: contributors, KeySwitchers: group, ResultDigest: hex.EncodeToString(digest(ctBytes)),
+		MinCohort: ap.minCohort, Suppressed: suppressedLabels(labels, per, suppressed),
 		Started: cs.started, Finished: time.Now().UTC()}
 	for _, h := range meta.Transcript {
 		rec.Messages = append(rec.Messages, hex.EncodeToString(h))
@@ -586,6 +577,139 @@ func (cs *coordSession) coordinateQuery(st *keyState, target *rlwe.PublicKey) {
 	cs.result = &queryResult{meta: meta, ciphertext: ctBytes}
 	cs.mu.Unlock()
 	cs.finish(nil)
+}
+
+// collectInputs waits for one query.input from every active party and
+// decodes it; parties that drop out or stay silent past the stage timeout
+// are left out. It returns the decoded inputs and the parties still active.
+func collectInputs[T any](cs *coordSession, active []string, stage string, decode func(*synodv1.QueryInput) (T, error)) (map[string]T, []string, error) {
+	active = slices.Clone(active)
+	inputs := map[string]T{}
+	stageTimeout := time.After(2 * cs.n.cfg.Timeouts.Peer)
+	for len(inputs) < len(active) {
+		select {
+		case <-cs.ctx.Done():
+			return nil, nil, fmt.Errorf("query timed out")
+		case <-stageTimeout:
+			for _, p := range slices.Clone(active) {
+				if _, ok := inputs[p]; !ok {
+					active = slices.DeleteFunc(active, func(s string) bool { return s == p })
+					cs.event(stage, p, "%s sent no input in time; continuing without it", p)
+				}
+			}
+		case f := <-cs.failures:
+			active = slices.DeleteFunc(active, func(s string) bool { return s == f.party })
+			delete(inputs, f.party)
+			cs.event(stage, f.party, "%s unreachable (%v); continuing without it", f.party, f.err)
+		case env := <-cs.inbox:
+			switch env.GetKind() {
+			case kindQueryInput:
+				in := &synodv1.QueryInput{}
+				if err := proto.Unmarshal(env.GetPayload(), in); err != nil {
+					return nil, nil, &partyFault{env.GetFrom(), fmt.Errorf("malformed query input: %w", err)}
+				}
+				v, err := decode(in)
+				if err != nil {
+					return nil, nil, &partyFault{env.GetFrom(), fmt.Errorf("malformed %s ciphertext: %w", stage, err)}
+				}
+				if !slices.Contains(active, env.GetFrom()) {
+					return nil, nil, &partyFault{env.GetFrom(), fmt.Errorf("%s input from a party that is not active in this stage", stage)}
+				}
+				inputs[env.GetFrom()] = v
+				cs.event(stage, env.GetFrom(), "encrypted %s from %s", stage, env.GetFrom())
+			case kindQueryRefused:
+				return nil, nil, &partyFault{env.GetFrom(), fmt.Errorf("refused the query: %s", env.GetPayload())}
+			case kindSessionError:
+				return nil, nil, sessionFailure(env)
+			default:
+				return nil, nil, &partyFault{env.GetFrom(), fmt.Errorf("unexpected %s while collecting %s", env.GetKind(), stage)}
+			}
+		}
+	}
+	return inputs, active, nil
+}
+
+// cohortTest runs the minimum-cohort test (engine.CohortTest): the parties'
+// encrypted group counts and masks are combined, switched to a throwaway
+// key of the coordinator and read for their signs; every party is then
+// told which groups to zero. It returns the suppressed groups and the
+// parties that took part.
+func (cs *coordSession) cohortTest(st *keyState, active []string, minCohort int) ([]int, []string, error) {
+	params := st.Params
+	cs.event("cohort", "", "minimum cohort %d: waiting for encrypted group counts", minCohort)
+	type cohortInput struct{ counts, masks *rlwe.Ciphertext }
+	inputs, active, err := collectInputs(cs, active, "cohort", func(in *synodv1.QueryInput) (cohortInput, error) {
+		c, err := engine.DecodeCiphertext(params, in.GetCohortCounts())
+		if err != nil {
+			return cohortInput{}, fmt.Errorf("counts: %w", err)
+		}
+		m, err := engine.DecodeCiphertext(params, in.GetCohortMasks())
+		if err != nil {
+			return cohortInput{}, fmt.Errorf("masks: %w", err)
+		}
+		return cohortInput{c, m}, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(active) < cs.n.cons.Threshold {
+		return nil, nil, fmt.Errorf("only %d parties remain, below the threshold %d; nothing was released", len(active), cs.n.cons.Threshold)
+	}
+	var counts, masks []*rlwe.Ciphertext
+	for _, p := range slices.Sorted(mapsKeys(inputs)) {
+		counts, masks = append(counts, inputs[p].counts), append(masks, inputs[p].masks)
+	}
+	t, err := engine.CohortTest(params, st.Result.RelinearizationKey, counts, masks, minCohort)
+	if err != nil {
+		// Shapes were checked on decoding; what is left is a party's
+		// scale or level: CohortTest names the input.
+		return nil, nil, fmt.Errorf("cohort test: %w", err)
+	}
+	sk, pk := engine.GenKeyPair(params)
+	switched, _, err := cs.keySwitch(params, t, pk, active)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cohort test: %w", err)
+	}
+	groups, _ := query.GroupShape(cs.spec)
+	signs, err := engine.DecryptVector(params, sk, switched, groups)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cohort test: %w", err)
+	}
+	passes, err := engine.CohortPasses(signs, groups)
+	if err != nil {
+		return nil, nil, err
+	}
+	var suppressed []int
+	for g, ok := range passes {
+		if !ok {
+			suppressed = append(suppressed, g)
+		}
+	}
+	cs.event("cohort", "", "%d of %d cells below the minimum cohort of %d are suppressed", len(suppressed), groups, minCohort)
+	payload, err := json.Marshal(querySuppress{Groups: suppressed})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range active {
+		if err := cs.post(p, kindQuerySuppress, payload); err != nil {
+			return nil, nil, &partyFault{p, err}
+		}
+	}
+	return suppressed, active, nil
+}
+
+// suppressedLabels names the suppressed groups by their first slot's group
+// prefix, for the transcript.
+func suppressedLabels(labels []string, per int, groups []int) []string {
+	var out []string
+	for _, g := range groups {
+		l := labels[g*per]
+		if prefix, _, ok := strings.Cut(l, "|"); ok {
+			l = prefix
+		}
+		out = append(out, l)
+	}
+	return out
 }
 
 // keySwitch switches ct to the analyst's key with a group of t parties,
@@ -673,34 +797,36 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 // threshold signatures until t approve (refusals are reported with their
 // reasons), and commits the approval certificate to the chain before any
 // party encrypts anything. It returns the certificate, the approving
-// parties and the approval's tx hash.
-func (cs *coordSession) approve(st *keyState, specBytes []byte) ([]byte, []string, []byte, error) {
+// parties, the approval's tx hash and the largest minimum cohort the
+// approving parties demand.
+func (cs *coordSession) approve(st *keyState, specBytes []byte) (*approval, error) {
 	n := cs.n
 	msg := protocols.ApprovalMessage(cs.id, cs.analyst, digest(specBytes))
 	col, err := protocols.NewApprovalCollector(st.DKG.Public, n.cons.Threshold, len(n.parties), msg)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	if err := col.ExpectParties(partyIDs(n.parties)); err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	proposal, err := json.Marshal(queryProposal{Spec: specBytes, Analyst: cs.analyst})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	for _, p := range cs.participants {
 		if err := cs.post(p, kindQueryPropose, proposal); err != nil {
-			return nil, nil, nil, &partyFault{p, err}
+			return nil, &partyFault{p, err}
 		}
 	}
 	cs.event("approval", "", "query proposed to %s", strings.Join(cs.participants, ", "))
 	var approvers []string
+	var minCohort int
 	refusals := map[string]string{}
 	timeout := time.After(2 * n.cfg.Timeouts.Peer)
 	for len(approvers)+len(refusals) < len(cs.participants) {
 		select {
 		case <-cs.ctx.Done():
-			return nil, nil, nil, fmt.Errorf("approval timed out")
+			return nil, fmt.Errorf("approval timed out")
 		case <-timeout:
 			break
 		case f := <-cs.failures:
@@ -709,18 +835,23 @@ func (cs *coordSession) approve(st *keyState, specBytes []byte) ([]byte, []strin
 		case env := <-cs.inbox:
 			switch env.GetKind() {
 			case kindQueryApprove:
-				if _, err := col.Add(protocols.PartyID(env.GetFrom()), env.GetPayload()); err != nil {
-					return nil, nil, nil, &partyFault{env.GetFrom(), fmt.Errorf("bad approval signature: %w", err)}
+				var a queryApproval
+				if err := json.Unmarshal(env.GetPayload(), &a); err != nil || a.MinCohort < 0 {
+					return nil, &partyFault{env.GetFrom(), fmt.Errorf("malformed approval (%v, min cohort %d)", err, a.MinCohort)}
+				}
+				if _, err := col.Add(protocols.PartyID(env.GetFrom()), a.Signature); err != nil {
+					return nil, &partyFault{env.GetFrom(), fmt.Errorf("bad approval signature: %w", err)}
 				}
 				approvers = append(approvers, env.GetFrom())
+				minCohort = max(minCohort, a.MinCohort)
 				cs.event("approval", env.GetFrom(), "%s approved", env.GetFrom())
 			case kindQueryRefused:
 				refusals[env.GetFrom()] = string(env.GetPayload())
 				cs.event("approval", env.GetFrom(), "%s refused: %s", env.GetFrom(), env.GetPayload())
 			case kindSessionError:
-				return nil, nil, nil, sessionFailure(env)
+				return nil, sessionFailure(env)
 			default:
-				return nil, nil, nil, &partyFault{env.GetFrom(), fmt.Errorf("unexpected %s during approval", env.GetKind())}
+				return nil, &partyFault{env.GetFrom(), fmt.Errorf("unexpected %s during approval", env.GetKind())}
 			}
 			continue
 		}
@@ -731,7 +862,7 @@ func (cs *coordSession) approve(st *keyState, specBytes []byte) ([]byte, []strin
 		for _, p := range slices.Sorted(mapsKeys(refusals)) {
 			why = append(why, fmt.Sprintf("party %s refused: %s", p, refusals[p]))
 		}
-		return nil, nil, nil, fmt.Errorf("%d of %d approvals, the threshold is %d; nothing was released (%s)",
+		return nil, fmt.Errorf("%d of %d approvals, the threshold is %d; nothing was released (%s)",
 			len(approvers), len(cs.participants), n.cons.Threshold, strings.Join(why, "; "))
 	}
 	cert := col.Certificate()
@@ -740,14 +871,23 @@ func (cs *coordSession) approve(st *keyState, specBytes []byte) ([]byte, []strin
 		signers = append(signers, string(p))
 	}
 	rec := approvalRecord{Analyst: cs.analyst, Spec: hex.EncodeToString(specBytes), SpecDigest: hex.EncodeToString(digest(specBytes)),
-		Certificate: hex.EncodeToString(cert), Signers: signers, SetupID: st.Meta.Session}
+		Certificate: hex.EncodeToString(cert), Signers: signers, SetupID: st.Meta.Session,
+		Epsilon: cs.spec.GetPrivacy().GetEpsilon(), MinCohort: minCohort}
 	began := time.Now()
 	receipt, err := n.record(cs.ctx, ledger.KindApproval, cs.id, rec)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w; nothing was released", err)
+		return nil, fmt.Errorf("%w; nothing was released", err)
 	}
 	cs.ledgerTime += time.Since(began)
 	cs.event("ledger", "", "approval certificate (signed by %s) recorded at height %d", strings.Join(signers, ", "), receipt.Height)
 	slices.Sort(approvers)
-	return cert, approvers, receipt.TxHash, nil
+	return &approval{certificate: cert, approvers: approvers, txHash: receipt.TxHash, minCohort: minCohort}, nil
+}
+
+// approval is what approve establishes.
+type approval struct {
+	certificate []byte
+	approvers   []string
+	txHash      []byte
+	minCohort   int
 }

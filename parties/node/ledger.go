@@ -1,9 +1,12 @@
 package node
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"go.dedis.ch/kyber/v3"
 
@@ -62,12 +65,15 @@ func (n *Node) startLedger() error {
 		app.Close()
 		return err
 	}
-	n.chain, n.embedded, n.app = emb.Client(), emb, app
+	n.chain, n.embedded, n.app = newGuardedChain(emb.Client()), emb, app
 	n.log.Info("ledger: embedded validator started", "chain", n.cons.Chain.ID, "p2p", lc.P2PListen, "rpc", lc.RPCListen)
 	return nil
 }
 
 func (n *Node) stopLedger() {
+	if g, ok := n.chain.(*guardedChain); ok {
+		g.close()
+	}
 	if n.embedded != nil {
 		if err := n.embedded.Stop(); err != nil {
 			n.log.Warn("ledger: stop", "error", err)
@@ -76,4 +82,81 @@ func (n *Node) stopLedger() {
 	if n.app != nil {
 		n.app.Close()
 	}
+}
+
+// errLedgerStopped is returned by chain calls made while the node stops.
+var errLedgerStopped = errors.New("ledger: the node is stopping")
+
+// guardedChain fences the embedded validator's client at shutdown: once
+// close begins, calls in flight are cancelled and new ones refused, and
+// close returns only when none is left. CometBFT's stores panic when read
+// after the node stopped, and a background record (the release receipt)
+// could otherwise race the shutdown.
+type guardedChain struct {
+	c      ledger.Client
+	mu     sync.RWMutex
+	closed bool
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newGuardedChain(c ledger.Client) *guardedChain {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &guardedChain{c: c, ctx: ctx, cancel: cancel}
+}
+
+// enter admits one call and returns its context (cancelled at close) and
+// the function that ends it.
+func (g *guardedChain) enter(ctx context.Context) (context.Context, func(), error) {
+	g.mu.RLock()
+	if g.closed {
+		g.mu.RUnlock()
+		return nil, nil, errLedgerStopped
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(g.ctx, cancel)
+	return ctx, func() { stop(); cancel(); g.mu.RUnlock() }, nil
+}
+
+func (g *guardedChain) close() {
+	g.cancel()
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
+
+func (g *guardedChain) Commit(ctx context.Context, tx *ledger.Tx) (*ledger.Receipt, error) {
+	ctx, done, err := g.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return g.c.Commit(ctx, tx)
+}
+
+func (g *guardedChain) Session(ctx context.Context, id string) ([]ledger.Record, error) {
+	ctx, done, err := g.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return g.c.Session(ctx, id)
+}
+
+func (g *guardedChain) Sessions(ctx context.Context) ([]ledger.SessionSummary, error) {
+	ctx, done, err := g.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return g.c.Sessions(ctx)
+}
+
+func (g *guardedChain) Records(ctx context.Context, kind string) ([]ledger.Record, error) {
+	ctx, done, err := g.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return g.c.Records(ctx, kind)
 }

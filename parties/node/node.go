@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ import (
 	"github.com/synod-mpc/synod/parties/datasource"
 	"github.com/synod-mpc/synod/parties/identity"
 	"github.com/synod-mpc/synod/parties/keystore"
+	"github.com/synod-mpc/synod/parties/policy"
 	"github.com/synod-mpc/synod/parties/schema"
 	"github.com/synod-mpc/synod/parties/transport"
 )
@@ -43,6 +45,9 @@ type Node struct {
 	parties    []string               // sorted party ids
 	passphrase []byte
 	datasets   map[string]*datasource.Table
+	schema     *schema.Schema // the consortium schema, nil if the config names none
+	noise      *mrand.Rand    // differential privacy noise shares (CSPRNG-seeded)
+	noiseMu    sync.Mutex
 	peers      *transport.Peers
 	creds      transport.Credentials
 	log        *slog.Logger
@@ -101,6 +106,7 @@ func New(cfg *config.Party, log *slog.Logger) (*Node, error) {
 		keys:       map[string]kyber.Point{},
 		passphrase: pass,
 		datasets:   map[string]*datasource.Table{},
+		noise:      policy.NewNoiseSource(),
 		creds:      creds,
 		log:        log.With("party", cfg.ID),
 		sessions:   map[string]*partySession{},
@@ -163,6 +169,7 @@ func (n *Node) loadDatasets() error {
 			}
 		}
 		n.datasets[name] = t
+		n.schema = sch
 		n.log.Info("dataset loaded", "dataset", name, "source", src.Describe(), "rows", t.Rows, "columns", len(t.Columns),
 			"schema_checked", sch != nil, "took", time.Since(start).Round(time.Millisecond))
 	}

@@ -26,7 +26,8 @@ const (
 	kindQueryPropose     = "query.propose"     // coordinator → party: queryProposal
 	kindQueryApprove     = "query.approve"     // party → coordinator: partial BLS signature of the approval message
 	kindQueryRequest     = "query.request"     // coordinator → data party: queryRequest (spec + certificate)
-	kindQueryInput       = "query.input"       // party → coordinator: ciphertext of partial sums
+	kindQueryInput       = "query.input"       // party → coordinator: QueryInput (cohort-test inputs, then partial sums)
+	kindQuerySuppress    = "query.suppress"    // coordinator → data party: querySuppress (cells below the minimum cohort)
 	kindQueryRefused     = "query.refused"     // party → coordinator: reason
 	kindKeySwitchRequest = "keyswitch.request" // coordinator → group member
 	kindKeySwitchShare   = "keyswitch.share"   // group member → coordinator
@@ -60,6 +61,11 @@ type partySession struct {
 	setupStart setupStart
 	early      []*synodv1.Envelope // setup messages that arrived before their stage
 	queried    bool                // a certified query.request was answered: key switching is allowed
+
+	// query under a minimum cohort: the noisy partial sums, kept between
+	// the cohort test and the coordinator's suppression list.
+	spec    *synodv1.QuerySpec
+	pending []float64
 }
 
 func (ps *partySession) close() { ps.stop.Do(func() { close(ps.done) }) }
@@ -75,7 +81,7 @@ func (n *Node) partyReceive(env *synodv1.Envelope) error {
 	ps := n.sessions[env.GetSession()]
 	if ps == nil {
 		switch env.GetKind() {
-		case kindSetupStart, kindQueryPropose:
+		case kindSetupStart, kindQueryPropose, kindModelStore, kindPredictStart:
 			if env.GetTo() != n.cfg.ID {
 				n.mu.Unlock()
 				return fmt.Errorf("%s must be addressed to this party", env.GetKind())
@@ -90,7 +96,7 @@ func (n *Node) partyReceive(env *synodv1.Envelope) error {
 	}
 	n.mu.Unlock()
 	switch env.GetKind() {
-	case kindSetupStart, kindQueryPropose, kindQueryRequest, kindKeySwitchRequest, kindSessionAbort:
+	case kindSetupStart, kindQueryPropose, kindQueryRequest, kindQuerySuppress, kindKeySwitchRequest, kindSessionAbort, kindModelStore, kindPredictStart:
 		if env.GetFrom() != ps.coordinator {
 			return fmt.Errorf("%s from %s, but %s coordinates session %s", env.GetKind(), env.GetFrom(), ps.coordinator, ps.id)
 		}
@@ -165,8 +171,14 @@ func (n *Node) partyStep(ps *partySession, env *synodv1.Envelope) (bool, error) 
 		return false, n.answerProposal(ps, env)
 	case kindQueryRequest:
 		return false, n.answerQuery(ps, env)
+	case kindQuerySuppress:
+		return false, n.answerSuppress(ps, env)
 	case kindKeySwitchRequest:
 		return false, n.answerKeySwitch(ps, env)
+	case kindModelStore:
+		return false, n.storeModel(ps, env) // model.go
+	case kindPredictStart:
+		return false, n.answerPredictStart(ps, env) // model.go
 	}
 	if err := n.setupStep(ps, env); err != nil {
 		return false, err
@@ -402,12 +414,30 @@ type queryRequest struct {
 	Spec        []byte `json:"spec"`
 	Analyst     string `json:"analyst"`
 	Certificate []byte `json:"certificate"`
+	// MinCohort is the largest minimum cohort of the approving parties;
+	// above 0 the parties first send cohort-test inputs.
+	MinCohort int `json:"min_cohort,omitempty"`
+}
+
+// queryApproval is the payload of query.approve.
+type queryApproval struct {
+	Signature []byte `json:"signature"` // partial BLS signature of the approval message
+	MinCohort int    `json:"min_cohort,omitempty"`
+}
+
+// querySuppress is the payload of query.suppress: the groups (indexes in
+// query.Layout order) whose count fell below the minimum cohort.
+type querySuppress struct {
+	Groups []int `json:"groups"`
 }
 
 // checkQuery applies this party's policy to a query: the analyst must be a
-// consortium analyst, the dataset declared here, every column present. It
-// returns the spec and the party's table, or the reason for refusing.
-func (n *Node) checkQuery(specBytes []byte, analyst string) (*synodv1.QuerySpec, []float64, string) {
+// consortium analyst, the dataset declared here, every column present, and
+// the policy rules (analysts, columns, differential privacy) met. It returns
+// the spec and the party's partial sums, or the reason for refusing.
+// Only with local set does it compute the partial sums (at approval, the
+// columns are checked without reading the rows).
+func (n *Node) checkQuery(session string, specBytes []byte, analyst string, local bool) (*synodv1.QuerySpec, []float64, string) {
 	if m, ok := n.cons.Member(analyst); !ok || m.Role != "analyst" {
 		return nil, nil, fmt.Sprintf("%s is not an analyst of the consortium", analyst)
 	}
@@ -415,12 +445,27 @@ func (n *Node) checkQuery(specBytes []byte, analyst string) (*synodv1.QuerySpec,
 	if err := proto.Unmarshal(specBytes, spec); err != nil {
 		return nil, nil, fmt.Sprintf("malformed query spec: %v", err)
 	}
+	if spec.GetInference() != nil {
+		return n.inferenceQuery(spec, analyst, local) // model validation: cells from the party's scores (infer.go)
+	}
 	if err := query.Validate(spec); err != nil {
 		return nil, nil, err.Error()
 	}
 	table, ok := n.datasets[spec.GetDataset()]
 	if !ok {
 		return nil, nil, fmt.Sprintf("dataset %q is not declared by %s", spec.GetDataset(), n.cfg.ID)
+	}
+	if err := n.policyCheck(context.Background(), spec, analyst, session); err != nil {
+		return nil, nil, err.Error()
+	}
+	if _, err := query.NoiseScales(spec, n.columnBounds(spec.GetDataset())); err != nil {
+		return nil, nil, err.Error()
+	}
+	if !local {
+		if err := query.CheckColumns(table, spec); err != nil {
+			return nil, nil, err.Error()
+		}
+		return spec, nil, ""
 	}
 	values, err := query.Local(table, spec)
 	if err != nil {
@@ -446,15 +491,19 @@ func (n *Node) answerProposal(ps *partySession, env *synodv1.Envelope) error {
 	if err := json.Unmarshal(env.GetPayload(), &prop); err != nil {
 		return n.refuse(ps, "malformed proposal: %v", err)
 	}
-	if _, _, reason := n.checkQuery(prop.Spec, prop.Analyst); reason != "" {
+	if _, _, reason := n.checkQuery(ps.id, prop.Spec, prop.Analyst, false); reason != "" {
 		return n.refuse(ps, "%s", reason)
 	}
 	sig, err := protocols.SignApproval(st.DKG, protocols.ApprovalMessage(ps.id, prop.Analyst, digest(prop.Spec)))
 	if err != nil {
 		return err
 	}
+	payload, err := json.Marshal(queryApproval{Signature: sig, MinCohort: n.cfg.Policy.MinCohort})
+	if err != nil {
+		return err
+	}
 	n.log.Info("query approved", "session", ps.id, "analyst", prop.Analyst)
-	return n.send(ps, protocols.Message{Kind: kindQueryApprove, To: protocols.PartyID(ps.coordinator), Payload: sig})
+	return n.send(ps, protocols.Message{Kind: kindQueryApprove, To: protocols.PartyID(ps.coordinator), Payload: payload})
 }
 
 // answerQuery contributes the party's data to a query it can see was
@@ -480,20 +529,76 @@ func (n *Node) answerQuery(ps *partySession, env *synodv1.Envelope) error {
 	if err := n.approvalOnChain(ps.id, req.Certificate); err != nil {
 		return n.refuse(ps, "%v", err)
 	}
-	spec, values, reason := n.checkQuery(req.Spec, req.Analyst)
+	spec, values, reason := n.checkQuery(ps.id, req.Spec, req.Analyst, true)
 	if reason != "" {
 		return n.refuse(ps, "%s", reason)
 	}
+	if req.MinCohort < n.cfg.Policy.MinCohort {
+		return n.refuse(ps, "policy rule min_cohort: the request applies a minimum cohort of %d, this party requires %d", req.MinCohort, n.cfg.Policy.MinCohort)
+	}
+	if _, err := n.addNoiseShares(spec, values); err != nil {
+		return n.refuse(ps, "%v", err)
+	}
+	ps.queried = true
+	if req.MinCohort == 0 {
+		return n.sendValues(ps, st, spec, values)
+	}
+	// Cohort test first; the partial sums wait for the suppression list.
+	counts, masks, err := engine.EncryptCohortInputs(st.Params, st.Result.PublicKey, groupCounts(spec, values))
+	if err != nil {
+		return n.refuse(ps, "encrypt: %v", err)
+	}
+	in := &synodv1.QueryInput{}
+	if in.CohortCounts, err = engine.MarshalCiphertext(counts); err != nil {
+		return err
+	}
+	if in.CohortMasks, err = engine.MarshalCiphertext(masks); err != nil {
+		return err
+	}
+	ps.spec, ps.pending = spec, values
+	n.log.Info("cohort test input sent", "session", ps.id, "dataset", spec.GetDataset(), "groups", len(groupCounts(spec, values)), "min_cohort", req.MinCohort)
+	return n.sendInput(ps, in)
+}
+
+// answerSuppress zeroes the cells the cohort test suppressed and sends the
+// partial sums.
+func (n *Node) answerSuppress(ps *partySession, env *synodv1.Envelope) error {
+	st := n.keyState()
+	if st == nil || ps.pending == nil {
+		return fmt.Errorf("%s from %s before a cohort test", env.GetKind(), env.GetFrom())
+	}
+	var sup querySuppress
+	if err := json.Unmarshal(env.GetPayload(), &sup); err != nil {
+		return &protocols.ProtocolError{Party: protocols.PartyID(env.GetFrom()), Kind: protocols.Kind(env.GetKind()), Err: err}
+	}
+	values := ps.pending
+	ps.pending = nil
+	if err := suppress(ps.spec, values, sup.Groups); err != nil {
+		return &protocols.ProtocolError{Party: protocols.PartyID(env.GetFrom()), Kind: protocols.Kind(env.GetKind()), Err: err}
+	}
+	return n.sendValues(ps, st, ps.spec, values)
+}
+
+// sendValues encrypts the partial sums under the collective public key and
+// sends them to the coordinator.
+func (n *Node) sendValues(ps *partySession, st *keyState, spec *synodv1.QuerySpec, values []float64) error {
 	ct, err := engine.EncryptVector(st.Params, st.Result.PublicKey, values)
 	if err != nil {
 		return n.refuse(ps, "encrypt: %v", err)
 	}
-	b, err := engine.MarshalCiphertext(ct)
+	in := &synodv1.QueryInput{}
+	if in.Values, err = engine.MarshalCiphertext(ct); err != nil {
+		return err
+	}
+	n.log.Info("query input sent", "session", ps.id, "dataset", spec.GetDataset(), "cells", len(values))
+	return n.sendInput(ps, in)
+}
+
+func (n *Node) sendInput(ps *partySession, in *synodv1.QueryInput) error {
+	b, err := proto.Marshal(in)
 	if err != nil {
 		return err
 	}
-	ps.queried = true
-	n.log.Info("query input sent", "session", ps.id, "dataset", spec.GetDataset(), "cells", len(values))
 	return n.send(ps, protocols.Message{Kind: kindQueryInput, To: protocols.PartyID(ps.coordinator), Payload: b})
 }
 

@@ -33,6 +33,10 @@ type approvalRecord struct {
 	Certificate string   `json:"certificate"` // threshold-BLS signature of protocols.ApprovalMessage
 	Signers     []string `json:"signers"`
 	SetupID     string   `json:"setup_session"`
+	// Epsilon is the privacy budget the query spends (also in Spec, from
+	// which the parties read it); MinCohort the minimum cohort applied.
+	Epsilon   float64 `json:"epsilon,omitempty"`
+	MinCohort int     `json:"min_cohort,omitempty"`
 }
 
 // transcriptRecord is a finished session's transcript.
@@ -47,6 +51,8 @@ type transcriptRecord struct {
 	KeySwitchers []string  `json:"key_switchers"`
 	Messages     []string  `json:"messages"`    // SHA-256 of every signed envelope of the session, in order
 	ResultDigest string    `json:"result_hash"` // SHA-256 of the result ciphertext released to the analyst
+	MinCohort    int       `json:"min_cohort,omitempty"`
+	Suppressed   []string  `json:"suppressed,omitempty"` // groups below the minimum cohort, zeroed
 	Started      time.Time `json:"started"`
 	Finished     time.Time `json:"finished"`
 }

@@ -15,19 +15,39 @@ type Cell struct {
 	Group map[string]float64 `json:"group,omitempty"`
 	Name  string             `json:"name"`
 	// Value is NaN when the statistic is undefined (AVG of no row,
-	// VAR_SAMP of fewer than two, CORR of a constant column); JSON null.
+	// VAR_SAMP of fewer than two, CORR of a constant column) or suppressed;
+	// JSON null.
 	Value float64 `json:"value"`
+	// Suppressed is set when the cell's group fell below the consortium's
+	// minimum cohort: its value was never released.
+	Suppressed bool `json:"suppressed,omitempty"`
 }
 
 type cellJSON struct {
-	Group map[string]float64 `json:"group,omitempty"`
-	Name  string             `json:"name"`
-	Value *float64           `json:"value"`
+	Group      map[string]float64 `json:"group,omitempty"`
+	Name       string             `json:"name"`
+	Value      *float64           `json:"value"`
+	Suppressed bool               `json:"suppressed,omitempty"`
+}
+
+// Suppress marks the cells of the suppressed groups (Finish emits the same
+// number of cells for every group, in group order) and clears their values.
+func Suppress(spec *synodv1.QuerySpec, cells []Cell, suppressed func(group int) bool) {
+	groups, _ := GroupShape(spec)
+	if groups == 0 || len(cells)%groups != 0 {
+		return
+	}
+	per := len(cells) / groups
+	for i := range cells {
+		if suppressed(i / per) {
+			cells[i].Value, cells[i].Suppressed = math.NaN(), true
+		}
+	}
 }
 
 // MarshalJSON writes an undefined value as null.
 func (c Cell) MarshalJSON() ([]byte, error) {
-	j := cellJSON{Group: c.Group, Name: c.Name}
+	j := cellJSON{Group: c.Group, Name: c.Name, Suppressed: c.Suppressed}
 	if !math.IsNaN(c.Value) && !math.IsInf(c.Value, 0) {
 		j.Value = &c.Value
 	}
@@ -40,7 +60,7 @@ func (c *Cell) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	c.Group, c.Name, c.Value = j.Group, j.Name, math.NaN()
+	c.Group, c.Name, c.Value, c.Suppressed = j.Group, j.Name, math.NaN(), j.Suppressed
 	if j.Value != nil {
 		c.Value = *j.Value
 	}

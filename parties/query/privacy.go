@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
+	"github.com/synod-mpc/synod/parties/datasource"
 )
 
 // Bounds gives a column's declared value range (from the consortium
@@ -143,4 +144,21 @@ func Columns(spec *synodv1.QuerySpec) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// GroupShape returns the number of groups of a query and the number of
+// slots each group takes in Layout(spec); a group's count is its first slot.
+func GroupShape(spec *synodv1.QuerySpec) (groups, perGroup int) {
+	return groupCount(spec), len(groupSlots(spec))
+}
+
+// CheckColumns checks that the table has every column the query reads,
+// without reading any row.
+func CheckColumns(t *datasource.Table, spec *synodv1.QuerySpec) error {
+	for _, c := range Columns(spec) {
+		if _, err := t.Column(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
