@@ -13,7 +13,7 @@ test:
 ## test-race: the race detector on the node runtime, in unit tests and in
 ## end-to-end runs whose mpcnode binaries are built with -race
 test-race:
-	SYNOD_TEST_RACE=1 $(GO) test -count=1 -race -timeout 20m ./parties/... ./test/
+	SYNOD_TEST_RACE=1 $(GO) test -count=1 -race -timeout 45m ./parties/... ./test/
 
 demo:
 	./scripts/demo.sh

@@ -192,31 +192,74 @@ func StartEmbedded(c EmbeddedConfig, app *App, logger *slog.Logger) (*Embedded, 
 
 // dbTracker remembers every database the node opens: CometBFT v0.38's
 // Node.Stop leaves the evidence and tx index databases open, which would keep
-// their locks and make a restart in the same process fail.
+// their locks and make a restart in the same process fail. It also hands the
+// node fenced databases (fencedDB): Node.Stop closes the block store while
+// the consensus reactor's per-peer query routine, which Stop does not wait
+// for, may still read it and panic on "leveldb: closed".
 type dbTracker struct {
 	mu  sync.Mutex
-	dbs []dbm.DB
+	dbs []*fencedDB
 }
 
 func (t *dbTracker) provide(ctx *cfg.DBContext) (dbm.DB, error) {
 	db, err := cfg.DefaultDBProvider(ctx)
-	if err == nil {
-		t.mu.Lock()
-		t.dbs = append(t.dbs, db)
-		t.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
-	return db, err
+	f := &fencedDB{DB: db}
+	t.mu.Lock()
+	t.dbs = append(t.dbs, f)
+	t.mu.Unlock()
+	return f, nil
 }
 
-// closeAll closes the databases; those the node closed itself just report
-// an error, which is ignored.
+// closeAll closes the databases, once the node has stopped.
 func (t *dbTracker) closeAll() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, db := range t.dbs {
-		_ = db.Close()
+		db.closeForGood()
 	}
 	t.dbs = nil
+}
+
+// fencedDB defers the node's Close to closeForGood and, after that, answers
+// reads with nothing (CometBFT's stores treat a missing key as "not found"
+// and a read error as a reason to panic).
+type fencedDB struct {
+	dbm.DB
+	mu     sync.RWMutex
+	closed bool
+}
+
+// Close is the node's close: a no-op until closeForGood.
+func (f *fencedDB) Close() error { return nil }
+
+func (f *fencedDB) closeForGood() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.closed {
+		f.closed = true
+		_ = f.DB.Close()
+	}
+}
+
+func (f *fencedDB) Get(key []byte) ([]byte, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return nil, nil
+	}
+	return f.DB.Get(key)
+}
+
+func (f *fencedDB) Has(key []byte) (bool, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return false, nil
+	}
+	return f.DB.Has(key)
 }
 
 func genesisValidators(gen *types.GenesisDoc) []*types.Validator {
