@@ -119,6 +119,10 @@ func StartEmbedded(c EmbeddedConfig, app *App, logger *slog.Logger) (*Embedded, 
 	conf.P2P.PersistentPeers = strings.Join(c.PersistentPeers, ",")
 	conf.P2P.AddrBookStrict = false // loopback and private addresses are fine
 	conf.P2P.AllowDuplicateIP = true
+	// A consortium's validators are its members, listed as persistent
+	// peers: no peer exchange with strangers. (Without the PEX reactor the
+	// address book is also never started, so nothing writes it after Stop.)
+	conf.P2P.PexReactor = false
 	conf.RPC.ListenAddress = tcpAddr(c.RPCListen)
 	conf.Consensus.CreateEmptyBlocks = false
 	if c.FastBlocks {
