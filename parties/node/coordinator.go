@@ -495,6 +495,7 @@ func (cs *coordSession) coordinateQuery(st *keyState, target *rlwe.PublicKey) {
 		}
 	}
 	cs.event("inputs", "", "waiting for encrypted inputs")
+	tested := slices.Clone(active)
 	inputs, active, err := collectInputs(cs, active, "inputs", func(in *synodv1.QueryInput) (*rlwe.Ciphertext, error) {
 		return engine.DecodeCiphertext(params, in.GetValues())
 	})
@@ -502,10 +503,10 @@ func (cs *coordSession) coordinateQuery(st *keyState, target *rlwe.PublicKey) {
 		cs.finish(err)
 		return
 	}
-	if ap.minCohort > 0 && len(inputs) < len(active) {
+	if ap.minCohort > 0 && len(active) < len(tested) {
 		// The cohort test counted parties whose values are now missing:
 		// a released cell could describe fewer than the minimum.
-		cs.finish(fmt.Errorf("a party that took part in the cohort test sent no values; nothing was released"))
+		cs.finish(fmt.Errorf("%d of the %d parties of the cohort test sent no values; nothing was released", len(tested)-len(active), len(tested)))
 		return
 	}
 	if len(active) < n.cons.Threshold {
