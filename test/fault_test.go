@@ -48,3 +48,24 @@ func TestMalformedKeySwitchShareAbortsNamingTheSender(t *testing.T) {
 	}
 	t.Logf("query refused: %v", err)
 }
+
+// TestMalformedCohortInputAbortsNamingTheSender: under a minimum cohort
+// (party-2's policy), a party whose cohort-test input is cut short aborts
+// the query naming it; nothing is released.
+func TestMalformedCohortInputAbortsNamingTheSender(t *testing.T) {
+	c := newCluster(t, 3, 2, "ckks-n13")
+	if out, err := c.ctl("setup"); err != nil {
+		t.Fatalf("setup: %v\n%s", err, out)
+	}
+	c.stop(2)
+	c.start(2, "mpcnode-faulty", "SYNOD_FAULT=truncate:query.input", "SYNOD_POLICY_MIN_COHORT=5")
+	c.waitReachable(3)
+	q, err := c.query(demoQuery...)
+	if err == nil {
+		t.Fatalf("released %+v with a truncated cohort input", q)
+	}
+	if !strings.Contains(err.Error(), "party-2") || !strings.Contains(err.Error(), "malformed") {
+		t.Fatalf("want an abort naming party-2's malformed input, got %v", err)
+	}
+	t.Logf("query refused: %v", err)
+}
