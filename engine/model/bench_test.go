@@ -110,3 +110,68 @@ func BenchmarkLogisticRegression30(b *testing.B) {
 		report(b, start)
 	})
 }
+
+// BenchmarkPlainRecords measures the party side of private prediction on one
+// batch of 8192 records of the logistic regression fixture (ckks-n14):
+// encoding of the 30 feature columns (EncodeFeatures), evaluation against
+// the encrypted weights (EvaluatePlainRecords) and PrepareRelease; and the
+// three fused (EvaluateRecords, what the nodes run).
+func BenchmarkPlainRecords(b *testing.B) {
+	m, err := ParseJSON(fixture(b, "logreg.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	k := keys(b, "ckks-n14")
+	em, err := EncryptModelForPrediction(k.p, k.pk, m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pl, err := em.Plan(k.p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	records := normalRecords(rand.New(rand.NewPCG(5, 30)), pl.RecordsPerBatch, m.Inputs, 4)
+	pts, err := EncodeFeatures(k.p, pl, records)
+	if err != nil {
+		b.Fatal(err)
+	}
+	report := func(b *testing.B, start time.Time) {
+		per := time.Since(start).Seconds() / float64(b.N)
+		b.ReportMetric(float64(len(records))/per, "records/s")
+	}
+	b.Run("encode", func(b *testing.B) {
+		start := time.Now()
+		for range b.N {
+			if _, err := EncodeFeatures(k.p, pl, records); err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b, start)
+	})
+	b.Run("evaluate", func(b *testing.B) {
+		start := time.Now()
+		for range b.N {
+			outs, err := EvaluatePlainRecords(k.p, k.evk, em, pts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := PrepareRelease(k.p, outs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b, start)
+	})
+	b.Run("fused", func(b *testing.B) {
+		start := time.Now()
+		for range b.N {
+			outs, err := EvaluateRecords(k.p, k.evk, em, records)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := PrepareRelease(k.p, outs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b, start)
+	})
+}

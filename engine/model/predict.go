@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 
 	"github.com/synod-mpc/synod/engine"
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -14,7 +16,8 @@ import (
 // consortium's collective key (EncryptModelForPrediction); a data party
 // evaluates them on its own records, which it holds in the clear, as
 // plaintexts (EvaluatePlainRecords: ciphertext-by-plaintext products, no
-// feature encryption at all); the outputs are prepared for release
+// feature encryption at all; EvaluateRecords fuses it with the encoding of
+// the records, which is what the nodes run); the outputs are prepared for release
 // (PrepareRelease) and key-switched by t parties to a fresh key of the data
 // party alone, which decrypts them.
 //
@@ -106,16 +109,145 @@ func EvaluatePlainRecords(p engine.Parameters, evk rlwe.EvaluationKeySet, em *En
 			return nil, fmt.Errorf("evaluate: plaintext %d is not an NTT plaintext at the default scale", i)
 		}
 	}
-	denseEnc := em.denseFunc(p)
-	first := func(ev *hefloat.Evaluator, k, level int) (*rlwe.Ciphertext, error) {
-		w := em.W[0][k]
-		acc := hefloat.NewCiphertext(p.Parameters, 1, level)
-		acc.Scale = in[0].Scale.Mul(w[0].Scale)
-		for i := range w {
-			if err := ev.MulThenAdd(w[i], in[i], acc); err != nil {
-				return nil, err
-			}
+	first, err := firstLayer(p, em, pl, func(_ *columnEncoder, i int, _ *rlwe.Plaintext) (*rlwe.Plaintext, error) {
+		return in[i], nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return evaluateAfterFirst(p, evk, em, pl, circuit, first)
+}
+
+// EvaluateRecords is EncodeFeatures followed by EvaluatePlainRecords, fused
+// (what a data party runs on each batch of its records): each feature
+// column is encoded into a scratch plaintext of the worker and multiplied
+// into the first layer's accumulators at once, so that no batch of
+// plaintexts (one megabyte per feature at ckks-n14) is ever materialized.
+// The result is the same as the two calls'. At most pl.RecordsPerBatch
+// records, each of em.Arch.Inputs features of magnitude <= MaxFeatureValue.
+func EvaluateRecords(p engine.Parameters, evk rlwe.EvaluationKeySet, em *EncryptedModel, records [][]float64) ([]*rlwe.Ciphertext, error) {
+	pl, circuit, err := em.check(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRecords(pl, records); err != nil {
+		return nil, err
+	}
+	if len(em.W[0])*min(runtime.GOMAXPROCS(0), pl.InputCiphertexts) > maxFusedAccumulators {
+		// Wide first layers: one accumulator per output per worker
+		// would cost more memory than the plaintexts.
+		pts, err := EncodeFeatures(p, pl, records)
+		if err != nil {
+			return nil, err
 		}
+		return EvaluatePlainRecords(p, evk, em, pts)
+	}
+	first, err := firstLayer(p, em, pl, func(e *columnEncoder, i int, pt *rlwe.Plaintext) (*rlwe.Plaintext, error) {
+		return pt, e.encodeColumn(records, i, pt)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return evaluateAfterFirst(p, evk, em, pl, circuit, first)
+}
+
+// maxFusedAccumulators bounds the first-layer accumulators (two
+// polynomials at the input level each) EvaluateRecords allocates.
+const maxFusedAccumulators = 64
+
+// evaluateAfterFirst runs the activation of the first layer and the
+// layers after it, from the first layer's dense outputs.
+func evaluateAfterFirst(p engine.Parameters, evk rlwe.EvaluationKeySet, em *EncryptedModel, pl *Plan, circuit []layerCircuit, first []*rlwe.Ciphertext) ([]*rlwe.Ciphertext, error) {
+	denseEnc := em.denseFunc(p)
+	return layers(p, evk, pl, circuit, nil, func(ev *hefloat.Evaluator, x []*rlwe.Ciphertext, l, k, level int) (*rlwe.Ciphertext, error) {
+		if l == 0 {
+			return first[k], nil
+		}
+		return denseEnc(ev, x, l, k, level)
+	})
+}
+
+// firstLayer computes the dense part of the first layer against plaintext
+// records: output k is rescale(sum_i W[0][k][i] * pt_i) + B[0][k] at the
+// default scale, one level below the input level. plaintext(e, i, scratch)
+// returns the plaintext of feature i (encoding it into scratch with e, or
+// not). Features are spread over the workers, each accumulating its share
+// of every output in the NTT domain with lazy Montgomery products (no
+// reduction per product, no conversion of the plaintexts to the Montgomery
+// domain: the sum of the products carries a factor R^-1, removed once by a
+// conversion of the sum to the Montgomery domain); the workers' sums are
+// then added. The result equals lattigo's MulThenAdd sum exactly.
+func firstLayer(p engine.Parameters, em *EncryptedModel, pl *Plan, plaintext func(e *columnEncoder, i int, scratch *rlwe.Plaintext) (*rlwe.Plaintext, error)) ([]*rlwe.Ciphertext, error) {
+	level := pl.InputLevel
+	ringQ := p.RingQ().AtLevel(level)
+	w := em.W[0]
+	outs := len(w)
+	// Lazy products are < 2q: with q < 2^56 (Synod's primes have at most
+	// 55 bits), q + 2^6 * 2q < 2^64, so reduce every 2^6 products.
+	const reduceEvery = 1 << 6
+	for _, q := range ringQ.ModuliChain() {
+		if q >= 1<<56 {
+			return nil, fmt.Errorf("evaluate: prime %d above 2^56", q)
+		}
+	}
+	type worker struct {
+		acc []*rlwe.Ciphertext
+		e   *columnEncoder
+	}
+	var (
+		mu      sync.Mutex
+		workers []*worker
+	)
+	err := parallel(pl.InputCiphertexts, func(int) func(int) error {
+		wk := &worker{acc: make([]*rlwe.Ciphertext, outs), e: getColumnEncoder(p)}
+		for k := range wk.acc {
+			wk.acc[k] = hefloat.NewCiphertext(p.Parameters, 1, level)
+		}
+		mu.Lock()
+		workers = append(workers, wk)
+		mu.Unlock()
+		scratch := hefloat.NewPlaintext(p.Parameters, level)
+		n := 0
+		return func(i int) error {
+			pt, err := plaintext(wk.e, i, scratch)
+			if err != nil {
+				return err
+			}
+			for k, acc := range wk.acc {
+				ct := w[k][i]
+				ringQ.MulCoeffsMontgomeryLazyThenAddLazy(ct.Value[0], pt.Value, acc.Value[0])
+				ringQ.MulCoeffsMontgomeryLazyThenAddLazy(ct.Value[1], pt.Value, acc.Value[1])
+			}
+			if n++; n%reduceEvery == 0 {
+				for _, acc := range wk.acc {
+					ringQ.Reduce(acc.Value[0], acc.Value[0])
+					ringQ.Reduce(acc.Value[1], acc.Value[1])
+				}
+			}
+			return nil
+		}
+	})
+	for _, wk := range workers {
+		putColumnEncoder(wk.e)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("evaluate: %w", err)
+	}
+	first := workers[0].acc
+	scale := p.DefaultScale().Mul(w[0][0].Scale)
+	var evs evaluators
+	defer evs.release(p)
+	ev := evs.get(p, nil, 0)
+	for k, acc := range first {
+		for j := range acc.Value {
+			ringQ.Reduce(acc.Value[j], acc.Value[j])
+			for _, wk := range workers[1:] {
+				ringQ.Reduce(wk.acc[k].Value[j], wk.acc[k].Value[j])
+				ringQ.Add(acc.Value[j], wk.acc[k].Value[j], acc.Value[j])
+			}
+			ringQ.MForm(acc.Value[j], acc.Value[j])
+		}
+		acc.Scale = scale
 		if err := ev.Rescale(acc, acc); err != nil {
 			return nil, err
 		}
@@ -123,14 +255,26 @@ func EvaluatePlainRecords(p engine.Parameters, evk rlwe.EvaluationKeySet, em *En
 		if err := ev.Add(acc, em.B[0][k], acc); err != nil {
 			return nil, err
 		}
-		return acc, nil
 	}
-	return layers(p, evk, pl, circuit, nil, func(ev *hefloat.Evaluator, x []*rlwe.Ciphertext, l, k, level int) (*rlwe.Ciphertext, error) {
-		if l == 0 {
-			return first(ev, k, level)
+	return first, nil
+}
+
+// checkRecords checks a batch of records as columns does.
+func checkRecords(pl *Plan, records [][]float64) error {
+	if len(records) == 0 || len(records) > pl.RecordsPerBatch {
+		return fmt.Errorf("encode features: %d records outside [1, %d] (one batch)", len(records), pl.RecordsPerBatch)
+	}
+	for j, r := range records {
+		if len(r) != pl.InputCiphertexts {
+			return fmt.Errorf("encode features: record %d has %d features, expected %d", j, len(r), pl.InputCiphertexts)
 		}
-		return denseEnc(ev, x, l, k, level)
-	})
+		for i, v := range r {
+			if math.IsNaN(v) || math.Abs(v) > MaxFeatureValue {
+				return fmt.Errorf("encode features: record %d feature %d = %g is not a number of magnitude at most %d", j, i, v, MaxFeatureValue)
+			}
+		}
+	}
+	return nil
 }
 
 // PrepareRelease takes prediction outputs at level >= 1 and the default

@@ -579,12 +579,7 @@ wait:
 					}
 					records[j] = x
 				}
-				pts, err := model.EncodeFeatures(p, pl, records)
-				if err != nil {
-					results[b] <- evaluated{err: fmt.Errorf("batch %d: %w", b+1, err)}
-					return
-				}
-				outs, err := model.EvaluatePlainRecords(p, evk, em, pts)
+				outs, err := model.EvaluateRecords(p, evk, em, records)
 				if err == nil {
 					err = model.PrepareRelease(p, outs)
 				}
