@@ -391,20 +391,29 @@ func (a *App) session(id string) ([]Record, error) {
 		if err := json.Unmarshal(it.Value(), &e); err != nil {
 			return nil, fmt.Errorf("corrupt session index entry: %w", err)
 		}
-		raw, err := a.db.Get(txKey(e.TxHash))
+		r, err := a.record(e.TxHash)
 		if err != nil {
 			return nil, err
-		}
-		if raw == nil {
-			return nil, fmt.Errorf("session index points at missing tx %X", e.TxHash)
-		}
-		var r Record
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return nil, fmt.Errorf("corrupt record %X: %w", e.TxHash, err)
 		}
 		recs = append(recs, r)
 	}
 	return recs, it.Error()
+}
+
+// record loads the record of an indexed transaction.
+func (a *App) record(hash []byte) (Record, error) {
+	var r Record
+	raw, err := a.db.Get(txKey(hash))
+	if err != nil {
+		return r, err
+	}
+	if raw == nil {
+		return r, fmt.Errorf("session index points at missing tx %X", hash)
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return r, fmt.Errorf("corrupt record %X: %w", hash, err)
+	}
+	return r, nil
 }
 
 // recordsOfKind returns every record of one kind, in chain order: what a
@@ -423,16 +432,9 @@ func (a *App) recordsOfKind(kind string) ([]Record, error) {
 			if e.Kind != kind {
 				continue
 			}
-			raw, err := a.db.Get(txKey(e.TxHash))
+			r, err := a.record(e.TxHash)
 			if err != nil {
 				return nil, err
-			}
-			if raw == nil {
-				return nil, fmt.Errorf("session index points at missing tx %X", e.TxHash)
-			}
-			var r Record
-			if err := json.Unmarshal(raw, &r); err != nil {
-				return nil, fmt.Errorf("corrupt record %X: %w", e.TxHash, err)
 			}
 			recs = append(recs, r)
 		}

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -22,7 +20,6 @@ import (
 	"github.com/synod-mpc/synod/parties/datasource"
 	"github.com/synod-mpc/synod/parties/node"
 	"github.com/synod-mpc/synod/parties/schema"
-	"github.com/synod-mpc/synod/parties/wire"
 )
 
 // loadModel reads a model file: ONNX (.onnx) or Synod's JSON format.
@@ -153,61 +150,11 @@ A model the engine cannot evaluate is refused here, before anything is sent.`,
 			if explain {
 				return printInferPlan(g.output, m, bins, paramsName)
 			}
-			a, err := connect(g, cmd)
+			r, err := runSession(g, cmd, spec, "validation")
 			if err != nil {
 				return err
 			}
-			defer a.Close()
-			ctx := context.Background()
-			parties, err := a.client.ListParties(ctx, &synodv1.ListPartiesRequest{})
-			if err != nil {
-				return grpcErr(err)
-			}
-			params, err := engine.ParametersByName(parties.GetParameters())
-			if err != nil {
-				return err
-			}
-			sk, pk, err := a.rlweKey(params)
-			if err != nil {
-				return err
-			}
-			pkBytes, err := pk.MarshalBinary()
-			if err != nil {
-				return err
-			}
-			stream, err := a.client.SubmitQuery(ctx)
-			if err != nil {
-				return grpcErr(err)
-			}
-			if err := stream.Send(&synodv1.SubmitQueryRequest{Part: &synodv1.SubmitQueryRequest_Spec{Spec: spec}}); err != nil {
-				return grpcErr(err)
-			}
-			if err := wire.SendChunks(func(c *synodv1.Chunk) error {
-				return stream.Send(&synodv1.SubmitQueryRequest{Part: &synodv1.SubmitQueryRequest_AnalystKey{AnalystKey: c}})
-			}, pkBytes); err != nil && err != io.EOF {
-				return grpcErr(err)
-			}
-			resp, err := stream.CloseAndRecv()
-			if err != nil {
-				return grpcErr(err)
-			}
-			if g.output == "table" {
-				fmt.Fprintf(os.Stderr, "session %s\n", resp.GetSession())
-			}
-			ev, took, err := watch(ctx, a.client, resp.GetSession(), g.output != "table")
-			if err != nil {
-				return grpcErr(err)
-			}
-			if ev.GetFailed() {
-				return fmt.Errorf("validation failed: %s", ev.GetMessage())
-			}
-			meta, ctBytes, err := fetch(ctx, a.client, resp.GetSession())
-			if err != nil {
-				return err
-			}
-			if err := saveResult(a.cfg.DataDir, meta, ctBytes); err != nil {
-				return fmt.Errorf("keep the result for audit: %w", err)
-			}
+			params, sk, meta, ctBytes, took := r.params, r.sk, r.meta, r.ciphertext, r.took
 			if got := meta.GetSpec().GetInference(); got == nil || string(got.GetModel()) != string(mj) {
 				return fmt.Errorf("the result is for another validation than the one submitted")
 			}

@@ -9,9 +9,11 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
@@ -174,61 +176,11 @@ func newQueryCmd(g *globals) *cobra.Command {
 				}
 				return printPlan(g.output, spec, plan)
 			}
-			a, err := connect(g, cmd)
+			r, err := runSession(g, cmd, spec, "query")
 			if err != nil {
 				return err
 			}
-			defer a.Close()
-			ctx := context.Background()
-			parties, err := a.client.ListParties(ctx, &synodv1.ListPartiesRequest{})
-			if err != nil {
-				return grpcErr(err)
-			}
-			params, err := engine.ParametersByName(parties.GetParameters())
-			if err != nil {
-				return err
-			}
-			sk, pk, err := a.rlweKey(params)
-			if err != nil {
-				return err
-			}
-			pkBytes, err := pk.MarshalBinary()
-			if err != nil {
-				return err
-			}
-			stream, err := a.client.SubmitQuery(ctx)
-			if err != nil {
-				return grpcErr(err)
-			}
-			if err := stream.Send(&synodv1.SubmitQueryRequest{Part: &synodv1.SubmitQueryRequest_Spec{Spec: spec}}); err != nil {
-				return grpcErr(err)
-			}
-			if err := wire.SendChunks(func(c *synodv1.Chunk) error {
-				return stream.Send(&synodv1.SubmitQueryRequest{Part: &synodv1.SubmitQueryRequest_AnalystKey{AnalystKey: c}})
-			}, pkBytes); err != nil && err != io.EOF {
-				return grpcErr(err)
-			}
-			resp, err := stream.CloseAndRecv()
-			if err != nil {
-				return grpcErr(err)
-			}
-			if g.output == "table" {
-				fmt.Fprintf(os.Stderr, "session %s\n", resp.GetSession())
-			}
-			ev, took, err := watch(ctx, a.client, resp.GetSession(), g.output != "table")
-			if err != nil {
-				return grpcErr(err)
-			}
-			if ev.GetFailed() {
-				return fmt.Errorf("query failed: %s", ev.GetMessage())
-			}
-			meta, ctBytes, err := fetch(ctx, a.client, resp.GetSession())
-			if err != nil {
-				return err
-			}
-			if err := saveResult(a.cfg.DataDir, meta, ctBytes); err != nil {
-				return fmt.Errorf("keep the result for audit: %w", err)
-			}
+			params, sk, meta, ctBytes, took := r.params, r.sk, r.meta, r.ciphertext, r.took
 			ct, err := engine.DecodeCiphertext(params, ctBytes)
 			if err != nil {
 				return fmt.Errorf("result ciphertext: %w", err)
@@ -290,6 +242,77 @@ func newQueryCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringSliceVar(&compare, "compare-plaintext", nil,
 		"party config files whose datasets (CSV or PostgreSQL) to read directly and compute the same query in the clear (local demos and tests only)")
 	return cmd
+}
+
+// session is a finished session's result as the analyst holds it.
+type session struct {
+	params     engine.Parameters
+	sk         *rlwe.SecretKey // the analyst's RLWE key the result is switched to
+	meta       *synodv1.ResultMetadata
+	ciphertext []byte
+	took       time.Duration // on the coordinator
+}
+
+// runSession submits spec with the analyst's RLWE public key, follows the
+// session's events, fetches the result and keeps it (with its receipt) in
+// the analyst's data directory for audit. what names the session in errors.
+func runSession(g *globals, cmd *cobra.Command, spec *synodv1.QuerySpec, what string) (*session, error) {
+	a, err := connect(g, cmd)
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+	ctx := context.Background()
+	parties, err := a.client.ListParties(ctx, &synodv1.ListPartiesRequest{})
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	params, err := engine.ParametersByName(parties.GetParameters())
+	if err != nil {
+		return nil, err
+	}
+	sk, pk, err := a.rlweKey(params)
+	if err != nil {
+		return nil, err
+	}
+	pkBytes, err := pk.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	stream, err := a.client.SubmitQuery(ctx)
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	if err := stream.Send(&synodv1.SubmitQueryRequest{Part: &synodv1.SubmitQueryRequest_Spec{Spec: spec}}); err != nil {
+		return nil, grpcErr(err)
+	}
+	if err := wire.SendChunks(func(c *synodv1.Chunk) error {
+		return stream.Send(&synodv1.SubmitQueryRequest{Part: &synodv1.SubmitQueryRequest_AnalystKey{AnalystKey: c}})
+	}, pkBytes); err != nil && err != io.EOF {
+		return nil, grpcErr(err)
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	if g.output == "table" {
+		fmt.Fprintf(os.Stderr, "session %s\n", resp.GetSession())
+	}
+	ev, took, err := watch(ctx, a.client, resp.GetSession(), g.output != "table")
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	if ev.GetFailed() {
+		return nil, fmt.Errorf("%s failed: %s", what, ev.GetMessage())
+	}
+	meta, ctBytes, err := fetch(ctx, a.client, resp.GetSession())
+	if err != nil {
+		return nil, err
+	}
+	if err := saveResult(a.cfg.DataDir, meta, ctBytes); err != nil {
+		return nil, fmt.Errorf("keep the result for audit: %w", err)
+	}
+	return &session{params: params, sk: sk, meta: meta, ciphertext: ctBytes, took: took}, nil
 }
 
 type receiptJSON struct {

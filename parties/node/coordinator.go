@@ -513,24 +513,7 @@ func (cs *coordSession) coordinateQuery(st *keyState, target *rlwe.PublicKey) {
 		cs.finish(fmt.Errorf("only %d parties remain, below the threshold %d; nothing was released", len(active), n.cons.Threshold))
 		return
 	}
-	contributors := slices.Sorted(mapsKeys(inputs))
-	cts := make([]*rlwe.Ciphertext, 0, len(contributors))
-	for _, p := range contributors {
-		cts = append(cts, inputs[p])
-	}
-	sum, err := engine.Sum(params, cts)
-	if err != nil {
-		cs.finish(fmt.Errorf("evaluate: %w", err))
-		return
-	}
-	cs.event("evaluate", "", "summed %d encrypted inputs", len(cts))
-
-	out, group, err := cs.keySwitch(params, sum, target, active)
-	if err != nil {
-		cs.finish(err)
-		return
-	}
-	ctBytes, err := out.MarshalBinary()
+	ctBytes, contributors, group, err := cs.sumAndSwitch(params, inputs, target, active)
 	if err != nil {
 		cs.finish(err)
 		return
@@ -551,20 +534,55 @@ func (cs *coordSession) coordinateQuery(st *keyState, target *rlwe.PublicKey) {
 		}
 		meta.Slots = append(meta.Slots, slot)
 	}
+	cs.release(st, specBytes, meta, ctBytes, func(rec *transcriptRecord) {
+		rec.MinCohort, rec.Suppressed = ap.minCohort, suppressedLabels(labels, per, suppressed)
+	})
+}
+
+// sumAndSwitch adds the contributors' encrypted inputs and key-switches
+// the sum to target with a group of t of the active parties. It returns
+// the switched ciphertext, serialized, the contributors and the group.
+func (cs *coordSession) sumAndSwitch(params engine.Parameters, inputs map[string]*rlwe.Ciphertext, target *rlwe.PublicKey, active []string) ([]byte, []string, []string, error) {
+	contributors := slices.Sorted(mapsKeys(inputs))
+	cts := make([]*rlwe.Ciphertext, 0, len(contributors))
+	for _, p := range contributors {
+		cts = append(cts, inputs[p])
+	}
+	sum, err := engine.Sum(params, cts)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("evaluate: %w", err)
+	}
+	cs.event("evaluate", "", "summed %d encrypted inputs", len(cts))
+	out, group, err := cs.keySwitch(params, sum, target, active)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctBytes, err := out.MarshalBinary()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return ctBytes, contributors, group, nil
+}
+
+// release records the session's transcript on the chain and only then
+// makes the result available to the analyst; more adds kind-specific
+// fields to the record.
+func (cs *coordSession) release(st *keyState, specBytes []byte, meta *synodv1.ResultMetadata, ctBytes []byte, more func(*transcriptRecord)) {
 	cs.mu.Lock()
 	meta.Transcript = slices.Clone(cs.transcript)
 	cs.mu.Unlock()
-	// The transcript is on the chain before the result leaves the coordinator.
-	rec := transcriptRecord{Analyst: cs.analyst, Parameters: params.Name, SpecDigest: hex.EncodeToString(digest(specBytes)),
+	rec := transcriptRecord{Analyst: cs.analyst, Parameters: meta.GetParameters(), SpecDigest: hex.EncodeToString(digest(specBytes)),
 		ApprovalTx: hex.EncodeToString(cs.approvalTx), SetupID: st.Meta.Session, Participants: cs.participants,
-		Contributors: contributors, KeySwitchers: group, ResultDigest: hex.EncodeToString(digest(ctBytes)),
-		MinCohort: ap.minCohort, Suppressed: suppressedLabels(labels, per, suppressed),
+		Contributors: meta.GetContributors(), KeySwitchers: meta.GetKeySwitchers(), ResultDigest: hex.EncodeToString(digest(ctBytes)),
 		Started: cs.started, Finished: time.Now().UTC()}
+	if more != nil {
+		more(&rec)
+	}
 	for _, h := range meta.Transcript {
 		rec.Messages = append(rec.Messages, hex.EncodeToString(h))
 	}
 	began := time.Now()
-	receipt, err := n.record(cs.ctx, ledger.KindTranscript, cs.id, rec)
+	receipt, err := cs.n.record(cs.ctx, ledger.KindTranscript, cs.id, rec)
 	if err != nil {
 		cs.finish(fmt.Errorf("%w; nothing was released", err))
 		return

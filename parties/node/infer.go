@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -16,7 +15,6 @@ import (
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
 	"github.com/synod-mpc/synod/engine"
 	"github.com/synod-mpc/synod/engine/model"
-	"github.com/synod-mpc/synod/ledger"
 	"github.com/synod-mpc/synod/parties/datasource"
 	"github.com/synod-mpc/synod/parties/policy"
 )
@@ -275,23 +273,7 @@ func (cs *coordSession) coordinateInference(st *keyState, target *rlwe.PublicKey
 		cs.finish(fmt.Errorf("only %d parties remain, below the threshold %d; nothing was released", len(active), n.cons.Threshold))
 		return
 	}
-	contributors := slices.Sorted(mapsKeys(inputs))
-	cts := make([]*rlwe.Ciphertext, 0, len(contributors))
-	for _, p := range contributors {
-		cts = append(cts, inputs[p])
-	}
-	sum, err := engine.Sum(params, cts)
-	if err != nil {
-		cs.finish(fmt.Errorf("evaluate: %w", err))
-		return
-	}
-	cs.event("evaluate", "", "summed the encrypted cells of %d parties", len(cts))
-	out, group, err := cs.keySwitch(params, sum, target, active)
-	if err != nil {
-		cs.finish(err)
-		return
-	}
-	ctBytes, err := out.MarshalBinary()
+	ctBytes, contributors, group, err := cs.sumAndSwitch(params, inputs, target, active)
 	if err != nil {
 		cs.finish(err)
 		return
@@ -301,31 +283,7 @@ func (cs *coordSession) coordinateInference(st *keyState, target *rlwe.PublicKey
 	for _, l := range bins.Layout() {
 		meta.Slots = append(meta.Slots, &synodv1.ResultSlot{Label: l})
 	}
-	cs.mu.Lock()
-	meta.Transcript = slices.Clone(cs.transcript)
-	cs.mu.Unlock()
-	rec := transcriptRecord{Analyst: cs.analyst, Parameters: params.Name, SpecDigest: hex.EncodeToString(digest(specBytes)),
-		ApprovalTx: hex.EncodeToString(cs.approvalTx), SetupID: st.Meta.Session, Participants: cs.participants,
-		Contributors: contributors, KeySwitchers: group, ResultDigest: hex.EncodeToString(digest(ctBytes)),
-		Started: cs.started, Finished: time.Now().UTC()}
-	for _, h := range meta.Transcript {
-		rec.Messages = append(rec.Messages, hex.EncodeToString(h))
-	}
-	began := time.Now()
-	receipt, err := n.record(cs.ctx, ledger.KindTranscript, cs.id, rec)
-	if err != nil {
-		cs.finish(fmt.Errorf("%w; nothing was released", err))
-		return
-	}
-	cs.ledgerTime += time.Since(began)
-	meta.LedgerSeconds = cs.ledgerTime.Seconds()
-	meta.Receipt = &synodv1.Receipt{Height: receipt.Height, TxHash: receipt.TxHash, ApprovalTxHash: cs.approvalTx,
-		SetupSession: st.Meta.Session, Certificate: cs.certificate}
-	cs.event("ledger", "", "transcript recorded at height %d (tx %X)", receipt.Height, receipt.TxHash)
-	cs.mu.Lock()
-	cs.result = &queryResult{meta: meta, ciphertext: ctBytes}
-	cs.mu.Unlock()
-	cs.finish(nil)
+	cs.release(st, specBytes, meta, ctBytes, nil)
 }
 
 // modelName is the name inside a validation's model, for progress messages.
