@@ -72,7 +72,7 @@ func benchConsortium(b *testing.B, params engine.Parameters, n, t int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	floorQuery, err := floorQuery(params, n, t)
+	floorQuery, err := floorQuery(params, []float64{812, 43210.5, 36.0, 21456.3}, n, t)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -100,12 +100,11 @@ func benchConsortium(b *testing.B, params engine.Parameters, n, t int) {
 }
 
 // floorQuery is the raw cost of a query's cryptography in one process:
-// every party encrypts its partial sums, they are added, t parties key-switch
-// the sum to the analyst and the analyst decrypts.
-func floorQuery(params engine.Parameters, n, t int) (time.Duration, error) {
+// each of n parties encrypts its partial sums (values), they are added, t
+// parties key-switch the sum to the analyst and the analyst decrypts.
+func floorQuery(params engine.Parameters, values []float64, n, t int) (time.Duration, error) {
 	kg := rlwe.NewKeyGenerator(params)
 	sk, pk := kg.GenKeyPairNew()
-	values := []float64{812, 43210.5, 36.0, 21456.3}
 	start := time.Now()
 	var cts []*rlwe.Ciphertext
 	for range n {

@@ -544,7 +544,8 @@ func (n *Node) answerQuery(ps *partySession, env *synodv1.Envelope) error {
 		return n.sendValues(ps, st, spec, values)
 	}
 	// Cohort test first; the partial sums wait for the suppression list.
-	counts, masks, err := engine.EncryptCohortInputs(st.Params, st.Result.PublicKey, groupCounts(spec, values))
+	groups := groupCounts(spec, values)
+	counts, masks, err := engine.EncryptCohortInputs(st.Params, st.Result.PublicKey, groups)
 	if err != nil {
 		return n.refuse(ps, "encrypt: %v", err)
 	}
@@ -556,7 +557,7 @@ func (n *Node) answerQuery(ps *partySession, env *synodv1.Envelope) error {
 		return err
 	}
 	ps.spec, ps.pending = spec, values
-	n.log.Info("cohort test input sent", "session", ps.id, "dataset", spec.GetDataset(), "groups", len(groupCounts(spec, values)), "min_cohort", req.MinCohort)
+	n.log.Info("cohort test input sent", "session", ps.id, "dataset", spec.GetDataset(), "groups", len(groups), "min_cohort", req.MinCohort)
 	return n.sendInput(ps, in)
 }
 
