@@ -2186,9 +2186,13 @@ type Receipt struct {
 	ApprovalTxHash []byte                 `protobuf:"bytes,3,opt,name=approval_tx_hash,json=approvalTxHash,proto3" json:"approval_tx_hash,omitempty"`
 	SetupSession   string                 `protobuf:"bytes,4,opt,name=setup_session,json=setupSession,proto3" json:"setup_session,omitempty"`
 	// The approval certificate the parties verified before contributing.
-	Certificate   []byte `protobuf:"bytes,5,opt,name=certificate,proto3" json:"certificate,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Certificate []byte `protobuf:"bytes,5,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// The Merkle proof that the transcript tx (tx_hash) is in the block at
+	// height: its root is that block's header DataHash, which mpcctl audit
+	// verify obtains through the light client.
+	InclusionProof *InclusionProof `protobuf:"bytes,6,opt,name=inclusion_proof,json=inclusionProof,proto3" json:"inclusion_proof,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Receipt) Reset() {
@@ -2256,6 +2260,100 @@ func (x *Receipt) GetCertificate() []byte {
 	return nil
 }
 
+func (x *Receipt) GetInclusionProof() *InclusionProof {
+	if x != nil {
+		return x.InclusionProof
+	}
+	return nil
+}
+
+// InclusionProof is CometBFT's types.TxProof: an RFC 6962 Merkle proof of
+// one tx (data) at index among total txs of a block, leading to root_hash.
+type InclusionProof struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	RootHash []byte                 `protobuf:"bytes,1,opt,name=root_hash,json=rootHash,proto3" json:"root_hash,omitempty"`
+	// The tx bytes (a ledger transaction: the session's transcript record).
+	Data          []byte   `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Total         int64    `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	Index         int64    `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
+	LeafHash      []byte   `protobuf:"bytes,5,opt,name=leaf_hash,json=leafHash,proto3" json:"leaf_hash,omitempty"`
+	Aunts         [][]byte `protobuf:"bytes,6,rep,name=aunts,proto3" json:"aunts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InclusionProof) Reset() {
+	*x = InclusionProof{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InclusionProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InclusionProof) ProtoMessage() {}
+
+func (x *InclusionProof) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InclusionProof.ProtoReflect.Descriptor instead.
+func (*InclusionProof) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *InclusionProof) GetRootHash() []byte {
+	if x != nil {
+		return x.RootHash
+	}
+	return nil
+}
+
+func (x *InclusionProof) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *InclusionProof) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *InclusionProof) GetIndex() int64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *InclusionProof) GetLeafHash() []byte {
+	if x != nil {
+		return x.LeafHash
+	}
+	return nil
+}
+
+func (x *InclusionProof) GetAunts() [][]byte {
+	if x != nil {
+		return x.Aunts
+	}
+	return nil
+}
+
 type FetchResultResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Part:
@@ -2269,7 +2367,7 @@ type FetchResultResponse struct {
 
 func (x *FetchResultResponse) Reset() {
 	*x = FetchResultResponse{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[29]
+	mi := &file_synod_v1_analyst_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2281,7 +2379,7 @@ func (x *FetchResultResponse) String() string {
 func (*FetchResultResponse) ProtoMessage() {}
 
 func (x *FetchResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[29]
+	mi := &file_synod_v1_analyst_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2294,7 +2392,7 @@ func (x *FetchResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResultResponse.ProtoReflect.Descriptor instead.
 func (*FetchResultResponse) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{29}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FetchResultResponse) GetPart() isFetchResultResponse_Part {
@@ -2348,7 +2446,7 @@ type Predicate_List struct {
 
 func (x *Predicate_List) Reset() {
 	*x = Predicate_List{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[30]
+	mi := &file_synod_v1_analyst_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2458,7 @@ func (x *Predicate_List) String() string {
 func (*Predicate_List) ProtoMessage() {}
 
 func (x *Predicate_List) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[30]
+	mi := &file_synod_v1_analyst_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2492,7 @@ type Predicate_InList struct {
 
 func (x *Predicate_InList) Reset() {
 	*x = Predicate_InList{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[31]
+	mi := &file_synod_v1_analyst_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2504,7 @@ func (x *Predicate_InList) String() string {
 func (*Predicate_InList) ProtoMessage() {}
 
 func (x *Predicate_InList) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[31]
+	mi := &file_synod_v1_analyst_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2617,13 +2715,21 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\x0eledger_seconds\x18\n" +
 	" \x01(\x01R\rledgerSeconds\x12\x1d\n" +
 	"\n" +
-	"min_cohort\x18\v \x01(\rR\tminCohort\"\xab\x01\n" +
+	"min_cohort\x18\v \x01(\rR\tminCohort\"\xee\x01\n" +
 	"\aReceipt\x12\x16\n" +
 	"\x06height\x18\x01 \x01(\x03R\x06height\x12\x17\n" +
 	"\atx_hash\x18\x02 \x01(\fR\x06txHash\x12(\n" +
 	"\x10approval_tx_hash\x18\x03 \x01(\fR\x0eapprovalTxHash\x12#\n" +
 	"\rsetup_session\x18\x04 \x01(\tR\fsetupSession\x12 \n" +
-	"\vcertificate\x18\x05 \x01(\fR\vcertificate\"\x88\x01\n" +
+	"\vcertificate\x18\x05 \x01(\fR\vcertificate\x12A\n" +
+	"\x0finclusion_proof\x18\x06 \x01(\v2\x18.synod.v1.InclusionProofR\x0einclusionProof\"\xa0\x01\n" +
+	"\x0eInclusionProof\x12\x1b\n" +
+	"\troot_hash\x18\x01 \x01(\fR\brootHash\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\x12\x14\n" +
+	"\x05index\x18\x04 \x01(\x03R\x05index\x12\x1b\n" +
+	"\tleaf_hash\x18\x05 \x01(\fR\bleafHash\x12\x14\n" +
+	"\x05aunts\x18\x06 \x03(\fR\x05aunts\"\x88\x01\n" +
 	"\x13FetchResultResponse\x126\n" +
 	"\bmetadata\x18\x01 \x01(\v2\x18.synod.v1.ResultMetadataH\x00R\bmetadata\x121\n" +
 	"\n" +
@@ -2655,7 +2761,7 @@ func file_synod_v1_analyst_proto_rawDescGZIP() []byte {
 }
 
 var file_synod_v1_analyst_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_synod_v1_analyst_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_synod_v1_analyst_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_synod_v1_analyst_proto_goTypes = []any{
 	(Aggregate_Func)(0),           // 0: synod.v1.Aggregate.Func
 	(Filter_Op)(0),                // 1: synod.v1.Filter.Op
@@ -2689,20 +2795,21 @@ var file_synod_v1_analyst_proto_goTypes = []any{
 	(*ResultSlot)(nil),            // 29: synod.v1.ResultSlot
 	(*ResultMetadata)(nil),        // 30: synod.v1.ResultMetadata
 	(*Receipt)(nil),               // 31: synod.v1.Receipt
-	(*FetchResultResponse)(nil),   // 32: synod.v1.FetchResultResponse
-	(*Predicate_List)(nil),        // 33: synod.v1.Predicate.List
-	(*Predicate_InList)(nil),      // 34: synod.v1.Predicate.InList
-	(*Chunk)(nil),                 // 35: synod.v1.Chunk
+	(*InclusionProof)(nil),        // 32: synod.v1.InclusionProof
+	(*FetchResultResponse)(nil),   // 33: synod.v1.FetchResultResponse
+	(*Predicate_List)(nil),        // 34: synod.v1.Predicate.List
+	(*Predicate_InList)(nil),      // 35: synod.v1.Predicate.InList
+	(*Chunk)(nil),                 // 36: synod.v1.Chunk
 }
 var file_synod_v1_analyst_proto_depIdxs = []int32{
 	4,  // 0: synod.v1.ListPartiesResponse.parties:type_name -> synod.v1.PartyInfo
 	0,  // 1: synod.v1.Aggregate.func:type_name -> synod.v1.Aggregate.Func
 	1,  // 2: synod.v1.Filter.op:type_name -> synod.v1.Filter.Op
 	9,  // 3: synod.v1.Predicate.compare:type_name -> synod.v1.Filter
-	33, // 4: synod.v1.Predicate.and:type_name -> synod.v1.Predicate.List
-	33, // 5: synod.v1.Predicate.or:type_name -> synod.v1.Predicate.List
+	34, // 4: synod.v1.Predicate.and:type_name -> synod.v1.Predicate.List
+	34, // 5: synod.v1.Predicate.or:type_name -> synod.v1.Predicate.List
 	10, // 6: synod.v1.Predicate.not:type_name -> synod.v1.Predicate
-	34, // 7: synod.v1.Predicate.in:type_name -> synod.v1.Predicate.InList
+	35, // 7: synod.v1.Predicate.in:type_name -> synod.v1.Predicate.InList
 	8,  // 8: synod.v1.QuerySpec.aggregates:type_name -> synod.v1.Aggregate
 	9,  // 9: synod.v1.QuerySpec.filters:type_name -> synod.v1.Filter
 	10, // 10: synod.v1.QuerySpec.where:type_name -> synod.v1.Predicate
@@ -2710,44 +2817,45 @@ var file_synod_v1_analyst_proto_depIdxs = []int32{
 	24, // 12: synod.v1.QuerySpec.privacy:type_name -> synod.v1.Privacy
 	13, // 13: synod.v1.QuerySpec.inference:type_name -> synod.v1.Inference
 	16, // 14: synod.v1.CollectiveKeyResponse.metadata:type_name -> synod.v1.CollectiveKeyMetadata
-	35, // 15: synod.v1.CollectiveKeyResponse.key:type_name -> synod.v1.Chunk
+	36, // 15: synod.v1.CollectiveKeyResponse.key:type_name -> synod.v1.Chunk
 	17, // 16: synod.v1.UploadModelRequest.header:type_name -> synod.v1.ModelHeader
-	35, // 17: synod.v1.UploadModelRequest.model:type_name -> synod.v1.Chunk
+	36, // 17: synod.v1.UploadModelRequest.model:type_name -> synod.v1.Chunk
 	31, // 18: synod.v1.UploadModelResponse.receipt:type_name -> synod.v1.Receipt
 	17, // 19: synod.v1.ModelInfo.header:type_name -> synod.v1.ModelHeader
 	21, // 20: synod.v1.ListModelsResponse.models:type_name -> synod.v1.ModelInfo
 	2,  // 21: synod.v1.Privacy.mechanism:type_name -> synod.v1.Privacy.Mechanism
 	12, // 22: synod.v1.SubmitQueryRequest.spec:type_name -> synod.v1.QuerySpec
-	35, // 23: synod.v1.SubmitQueryRequest.analyst_key:type_name -> synod.v1.Chunk
+	36, // 23: synod.v1.SubmitQueryRequest.analyst_key:type_name -> synod.v1.Chunk
 	12, // 24: synod.v1.ResultMetadata.spec:type_name -> synod.v1.QuerySpec
 	29, // 25: synod.v1.ResultMetadata.slots:type_name -> synod.v1.ResultSlot
 	31, // 26: synod.v1.ResultMetadata.receipt:type_name -> synod.v1.Receipt
-	30, // 27: synod.v1.FetchResultResponse.metadata:type_name -> synod.v1.ResultMetadata
-	35, // 28: synod.v1.FetchResultResponse.ciphertext:type_name -> synod.v1.Chunk
-	10, // 29: synod.v1.Predicate.List.operands:type_name -> synod.v1.Predicate
-	3,  // 30: synod.v1.Analyst.ListParties:input_type -> synod.v1.ListPartiesRequest
-	6,  // 31: synod.v1.Analyst.Setup:input_type -> synod.v1.SetupRequest
-	25, // 32: synod.v1.Analyst.SubmitQuery:input_type -> synod.v1.SubmitQueryRequest
-	27, // 33: synod.v1.Analyst.Watch:input_type -> synod.v1.WatchRequest
-	28, // 34: synod.v1.Analyst.FetchResult:input_type -> synod.v1.FetchResultRequest
-	14, // 35: synod.v1.Analyst.CollectiveKey:input_type -> synod.v1.CollectiveKeyRequest
-	18, // 36: synod.v1.Analyst.UploadModel:input_type -> synod.v1.UploadModelRequest
-	20, // 37: synod.v1.Analyst.ListModels:input_type -> synod.v1.ListModelsRequest
-	23, // 38: synod.v1.Analyst.Predict:input_type -> synod.v1.PredictRequest
-	5,  // 39: synod.v1.Analyst.ListParties:output_type -> synod.v1.ListPartiesResponse
-	7,  // 40: synod.v1.Analyst.Setup:output_type -> synod.v1.Event
-	26, // 41: synod.v1.Analyst.SubmitQuery:output_type -> synod.v1.SubmitQueryResponse
-	7,  // 42: synod.v1.Analyst.Watch:output_type -> synod.v1.Event
-	32, // 43: synod.v1.Analyst.FetchResult:output_type -> synod.v1.FetchResultResponse
-	15, // 44: synod.v1.Analyst.CollectiveKey:output_type -> synod.v1.CollectiveKeyResponse
-	19, // 45: synod.v1.Analyst.UploadModel:output_type -> synod.v1.UploadModelResponse
-	22, // 46: synod.v1.Analyst.ListModels:output_type -> synod.v1.ListModelsResponse
-	7,  // 47: synod.v1.Analyst.Predict:output_type -> synod.v1.Event
-	39, // [39:48] is the sub-list for method output_type
-	30, // [30:39] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	32, // 27: synod.v1.Receipt.inclusion_proof:type_name -> synod.v1.InclusionProof
+	30, // 28: synod.v1.FetchResultResponse.metadata:type_name -> synod.v1.ResultMetadata
+	36, // 29: synod.v1.FetchResultResponse.ciphertext:type_name -> synod.v1.Chunk
+	10, // 30: synod.v1.Predicate.List.operands:type_name -> synod.v1.Predicate
+	3,  // 31: synod.v1.Analyst.ListParties:input_type -> synod.v1.ListPartiesRequest
+	6,  // 32: synod.v1.Analyst.Setup:input_type -> synod.v1.SetupRequest
+	25, // 33: synod.v1.Analyst.SubmitQuery:input_type -> synod.v1.SubmitQueryRequest
+	27, // 34: synod.v1.Analyst.Watch:input_type -> synod.v1.WatchRequest
+	28, // 35: synod.v1.Analyst.FetchResult:input_type -> synod.v1.FetchResultRequest
+	14, // 36: synod.v1.Analyst.CollectiveKey:input_type -> synod.v1.CollectiveKeyRequest
+	18, // 37: synod.v1.Analyst.UploadModel:input_type -> synod.v1.UploadModelRequest
+	20, // 38: synod.v1.Analyst.ListModels:input_type -> synod.v1.ListModelsRequest
+	23, // 39: synod.v1.Analyst.Predict:input_type -> synod.v1.PredictRequest
+	5,  // 40: synod.v1.Analyst.ListParties:output_type -> synod.v1.ListPartiesResponse
+	7,  // 41: synod.v1.Analyst.Setup:output_type -> synod.v1.Event
+	26, // 42: synod.v1.Analyst.SubmitQuery:output_type -> synod.v1.SubmitQueryResponse
+	7,  // 43: synod.v1.Analyst.Watch:output_type -> synod.v1.Event
+	33, // 44: synod.v1.Analyst.FetchResult:output_type -> synod.v1.FetchResultResponse
+	15, // 45: synod.v1.Analyst.CollectiveKey:output_type -> synod.v1.CollectiveKeyResponse
+	19, // 46: synod.v1.Analyst.UploadModel:output_type -> synod.v1.UploadModelResponse
+	22, // 47: synod.v1.Analyst.ListModels:output_type -> synod.v1.ListModelsResponse
+	7,  // 48: synod.v1.Analyst.Predict:output_type -> synod.v1.Event
+	40, // [40:49] is the sub-list for method output_type
+	31, // [31:40] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_synod_v1_analyst_proto_init() }
@@ -2775,7 +2883,7 @@ func file_synod_v1_analyst_proto_init() {
 		(*SubmitQueryRequest_Spec)(nil),
 		(*SubmitQueryRequest_AnalystKey)(nil),
 	}
-	file_synod_v1_analyst_proto_msgTypes[29].OneofWrappers = []any{
+	file_synod_v1_analyst_proto_msgTypes[30].OneofWrappers = []any{
 		(*FetchResultResponse_Metadata)(nil),
 		(*FetchResultResponse_Ciphertext)(nil),
 	}
@@ -2785,7 +2893,7 @@ func file_synod_v1_analyst_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_synod_v1_analyst_proto_rawDesc), len(file_synod_v1_analyst_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
