@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/ring"
@@ -39,10 +41,13 @@ func (s shape) size() int {
 
 // encodeRaw appends the coefficients as they are stored.
 func (s shape) encodeRaw(out []byte) []byte {
+	out, dst := grow(out, s.size())
+	off := 0
 	for _, r := range s {
 		for _, c := range r.poly.Coeffs {
 			for _, v := range c {
-				out = binary.LittleEndian.AppendUint64(out, v)
+				binary.LittleEndian.PutUint64(dst[off:], v)
+				off += 8
 			}
 		}
 	}
@@ -53,7 +58,9 @@ func (s shape) encodeRaw(out []byte) []byte {
 // prime): some lattigo routines leave shares lazily reduced in [0, 2q), and
 // the receivers only accept canonical encodings.
 func (s shape) encode(params rlwe.Parameters, out []byte) []byte {
+	out, dst := grow(out, s.size())
 	qs, ps := moduliChains(params)
+	off := 0
 	for _, r := range s {
 		moduli := qs
 		if r.isP {
@@ -65,11 +72,20 @@ func (s shape) encode(params rlwe.Parameters, out []byte) []byte {
 				if v >= q {
 					v %= q
 				}
-				out = binary.LittleEndian.AppendUint64(out, v)
+				binary.LittleEndian.PutUint64(dst[off:], v)
+				off += 8
 			}
 		}
 	}
 	return out
+}
+
+// grow extends b by n bytes, allocating once, and returns the extended slice
+// and its last n bytes (the encoders' hot loops write in place: appending
+// one coefficient at a time cost a reallocation chain per share).
+func grow(b []byte, n int) (out, tail []byte) {
+	out = slices.Grow(b, n)[:len(b)+n]
+	return out, out[len(b):]
 }
 
 func moduliChains(params rlwe.Parameters) (qs, ps []uint64) {
@@ -121,6 +137,73 @@ func (s shape) decodeMode(params rlwe.Parameters, b []byte, strict bool) error {
 			}
 		}
 	}
+	return nil
+}
+
+// check validates b as a strict encoding of s (exact length, every
+// coefficient reduced) without writing anything.
+func (s shape) check(params rlwe.Parameters, b []byte) error {
+	if want := s.size(); len(b) != want {
+		return fmt.Errorf("payload has %d bytes, want %d", len(b), want)
+	}
+	qs, ps := moduliChains(params)
+	off := 0
+	for _, r := range s {
+		moduli := qs
+		if r.isP {
+			moduli = ps
+		}
+		for lvl, c := range r.poly.Coeffs {
+			if lvl >= len(moduli) {
+				return errors.New("internal: polynomial level above modulus chain")
+			}
+			q := moduli[lvl]
+			for range c {
+				if binary.LittleEndian.Uint64(b[off:]) >= q {
+					return fmt.Errorf("coefficient not reduced modulo the %d-th prime", lvl)
+				}
+				off += 8
+			}
+		}
+	}
+	return nil
+}
+
+// addChecked adds the polynomials encoded in b, which check accepted, into
+// s coefficient-wise modulo each prime: a share is summed into an aggregate
+// straight from its payload, with no share-sized allocation.
+func (s shape) addChecked(params rlwe.Parameters, b []byte) {
+	qs, ps := moduliChains(params)
+	off := 0
+	for _, r := range s {
+		moduli := qs
+		if r.isP {
+			moduli = ps
+		}
+		for lvl, c := range r.poly.Coeffs {
+			q := moduli[lvl]
+			for i := range c {
+				// x < 2^62 + 2^61: no overflow. Subtract q without a branch
+				// (x >= q half of the time: a branch mispredicts).
+				x := c[i] + binary.LittleEndian.Uint64(b[off:])
+				d := x - q
+				x = d + q&uint64(int64(d)>>63)
+				if x >= q { // only if the aggregate was lazily reduced
+					x %= q
+				}
+				c[i] = x
+				off += 8
+			}
+		}
+	}
+}
+
+// addEncoded checks b as an encoding of s and adds it into s.
+func (s shape) addEncoded(params rlwe.Parameters, b []byte) error {
+	if err := s.check(params, b); err != nil {
+		return err
+	}
+	s.addChecked(params, b)
 	return nil
 }
 
@@ -261,8 +344,15 @@ func appendStr(b []byte, s string) []byte {
 }
 
 func appendBlob(b []byte, p []byte) []byte {
+	b = slices.Grow(b, 4+len(p))
 	b = binary.BigEndian.AppendUint32(b, uint32(len(p)))
 	return append(b, p...)
+}
+
+// writeBlob writes p to h as appendBlob would encode it, without copying p.
+func writeBlob(h io.Writer, p []byte) {
+	h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(p))))
+	h.Write(p)
 }
 
 // Limits on identifiers carried in payloads.

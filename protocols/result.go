@@ -40,14 +40,26 @@ func (r *SetupResult) MarshalPublic() ([]byte, error) {
 	if err := checkPublicKey(rp, r.PublicKey); err != nil {
 		return nil, err
 	}
-	b = appendBlob(b, publicKeyShape(r.PublicKey).encode(rp, nil))
 	if r.RelinearizationKey == nil {
 		return nil, errors.New("no relinearization key")
 	}
-	b = appendBlob(b, gadgetShape(&r.RelinearizationKey.GadgetCiphertext).encode(rp, nil))
+	pkShape := publicKeyShape(r.PublicKey)
+	rlkShape := gadgetShape(&r.RelinearizationKey.GadgetCiphertext)
+	size := 4 + pkShape.size() + 4 + rlkShape.size() + 2
+	for _, gk := range r.GaloisKeys {
+		size += 4 + 8 + gadgetShape(&gk.GadgetCiphertext).size()
+	}
+	b = slices.Grow(b, size) // one allocation for tens of MB of keys
+	b = binary.BigEndian.AppendUint32(b, uint32(pkShape.size()))
+	b = pkShape.encode(rp, b)
+	b = binary.BigEndian.AppendUint32(b, uint32(rlkShape.size()))
+	b = rlkShape.encode(rp, b)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(r.GaloisKeys)))
 	for _, gk := range r.GaloisKeys {
-		b = appendBlob(b, encodeGaloisKey(rp, gk))
+		sh := gadgetShape(&gk.GadgetCiphertext)
+		b = binary.BigEndian.AppendUint32(b, uint32(8+sh.size()))
+		b = binary.BigEndian.AppendUint64(b, gk.GaloisElement)
+		b = sh.encode(rp, b)
 	}
 	return b, nil
 }

@@ -64,13 +64,21 @@ func Seal(id *identity.Identity, m protocols.Message, seq uint64) (*synodv1.Enve
 
 // Verify checks env's signature against its sender's identity key.
 func Verify(env *synodv1.Envelope, senderKey kyber.Point) error {
+	_, err := VerifyDigest(env, senderKey)
+	return err
+}
+
+// VerifyDigest is Verify that also returns the envelope's transcript
+// digest, hashing the payload once for both.
+func VerifyDigest(env *synodv1.Envelope, senderKey kyber.Point) ([]byte, error) {
 	if len(env.GetSignature()) == 0 {
-		return fmt.Errorf("envelope %s from %s: missing signature", env.GetKind(), env.GetFrom())
+		return nil, fmt.Errorf("envelope %s from %s: missing signature", env.GetKind(), env.GetFrom())
 	}
-	if err := identity.Verify(senderKey, Canonical(env), env.GetSignature()); err != nil {
-		return fmt.Errorf("envelope %s from %s: bad signature: %w", env.GetKind(), env.GetFrom(), err)
+	canonical := Canonical(env)
+	if err := identity.Verify(senderKey, canonical, env.GetSignature()); err != nil {
+		return nil, fmt.Errorf("envelope %s from %s: bad signature: %w", env.GetKind(), env.GetFrom(), err)
 	}
-	return nil
+	return digestOf(canonical, env.GetSignature()), nil
 }
 
 // Message is the protocol message an envelope carries.
@@ -84,12 +92,24 @@ func Message(env *synodv1.Envelope) protocols.Message {
 	}
 }
 
-// Digest is the SHA-256 of an envelope's serialized form, as recorded in
-// session transcripts.
+// Digest is an envelope's transcript digest: SHA-256 of a domain tag, the
+// canonical bytes its signature covers (every field, the payload by its
+// hash) and the signature. It is defined by this package's encoding alone,
+// not by a protobuf serializer, whose output protobuf does not promise to
+// keep stable.
 func Digest(env *synodv1.Envelope) []byte {
-	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(env)
-	h := sha256.Sum256(b)
-	return h[:]
+	return digestOf(Canonical(env), env.GetSignature())
+}
+
+// digestDomain separates transcript digests from envelope signatures.
+const digestDomain = "synod/transcript-message/v1"
+
+func digestOf(canonical, signature []byte) []byte {
+	h := sha256.New()
+	h.Write(appendField(nil, []byte(digestDomain)))
+	h.Write(appendField(nil, canonical))
+	h.Write(appendField(nil, signature))
+	return h.Sum(nil)
 }
 
 // ChunkSize is the size of the chunks large messages travel in; well under

@@ -8,6 +8,7 @@ import (
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
 	"github.com/synod-mpc/synod/parties/identity"
 	"github.com/synod-mpc/synod/protocols"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestSealVerify(t *testing.T) {
@@ -90,4 +91,37 @@ func FuzzDecodeEnvelope(f *testing.F) {
 			_ = Verify(env, id.Public)
 		}
 	})
+}
+
+func TestDigestCoversEveryFieldAndMatchesVerify(t *testing.T) {
+	alice, err := identity.Generate("party-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := Seal(alice, protocols.Message{Session: "s", Kind: "k", From: "party-1", To: "party-2", Payload: []byte("payload")}, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := VerifyDigest(env, alice.Public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(d, Digest(env)) {
+		t.Fatal("VerifyDigest and Digest disagree")
+	}
+	for name, alter := range map[string]func(e *synodv1.Envelope){
+		"session":   func(e *synodv1.Envelope) { e.Session = "t" },
+		"kind":      func(e *synodv1.Envelope) { e.Kind = "j" },
+		"from":      func(e *synodv1.Envelope) { e.From = "carol" },
+		"to":        func(e *synodv1.Envelope) { e.To = "" },
+		"seq":       func(e *synodv1.Envelope) { e.Seq++ },
+		"payload":   func(e *synodv1.Envelope) { e.Payload = []byte("payloae") },
+		"signature": func(e *synodv1.Envelope) { e.Signature = append([]byte{}, e.Signature...); e.Signature[0] ^= 1 },
+	} {
+		e := proto.Clone(env).(*synodv1.Envelope)
+		alter(e)
+		if bytes.Equal(Digest(e), d) {
+			t.Errorf("altering the %s leaves the digest unchanged", name)
+		}
+	}
 }
