@@ -11,6 +11,7 @@ import (
 
 	abci "github.com/cometbft/cometbft/abci/types"
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
+	"github.com/cometbft/cometbft/types"
 )
 
 // TestChain runs a 4-validator chain on loopback through commit, queries,
@@ -104,6 +105,44 @@ func TestChain(t *testing.T) {
 		t.Fatalf("verified tx: %v %v", got, err)
 	}
 
+	// The inclusion proof a receipt carries, fetched through the embedded
+	// and a remote client, checks against the light-client-verified header;
+	// any alteration of it does not.
+	proof, err := InclusionProof(ctx, c0, rc.TxHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if proof.Height != rc.Height || !bytes.Equal(proof.Data, rc.Tx) || len(proof.RootHash) != 32 || !bytes.Equal(proof.RootHash, v.DataHash) {
+		t.Fatalf("proof: %+v, verified data hash %X", proof, v.DataHash)
+	}
+	if err := VerifyProof(v, proof); err != nil {
+		t.Fatalf("genuine stored proof: %v", err)
+	}
+	if rp, err := InclusionProof(ctx, remote, rc.TxHash); err != nil || VerifyProof(v, rp) != nil {
+		t.Fatalf("proof from a remote client: %v", err)
+	}
+	if _, err := InclusionProof(ctx, struct{ Client }{c0}, rc.TxHash); err == nil || !strings.Contains(err.Error(), "cannot fetch proofs") {
+		t.Fatalf("client without proofs: %v", err)
+	}
+	flip := func(b []byte) []byte { b = bytes.Clone(b); b[len(b)/2] ^= 1; return b }
+	for name, alter := range map[string]struct {
+		f    func(p *Proof)
+		want string
+	}{
+		"root":   {func(p *Proof) { p.RootHash = flip(p.RootHash) }, "is not the verified data hash"},
+		"leaf":   {func(p *Proof) { p.LeafHash = flip(p.LeafHash) }, "inclusion proof against the verified data hash"},
+		"data":   {func(p *Proof) { p.Data = flip(p.Data) }, "different tx"},
+		"index":  {func(p *Proof) { p.Index++ }, "is for position"},
+		"height": {func(p *Proof) { p.Height++ }, "verified header is for height"},
+		"aunts":  {func(p *Proof) { p.Aunts = append(p.Aunts, make([]byte, 32)) }, "inclusion proof against the verified data hash"},
+	} {
+		p := *proof
+		alter.f(&p)
+		if err := VerifyProof(v, &p); err == nil || !strings.Contains(err.Error(), alter.want) {
+			t.Errorf("stored proof with a tampered %s: %v, want %q", name, err, alter.want)
+		}
+	}
+
 	// Tampered tx hash: nothing to verify.
 	bad := append([]byte(nil), rc.TxHash...)
 	bad[0] ^= 1
@@ -131,6 +170,9 @@ func TestChain(t *testing.T) {
 	}
 	if err := checkTxProof(res, rc.TxHash, &blk.Block.Header); err != nil {
 		t.Fatalf("genuine proof: %v", err)
+	}
+	if !bytes.Equal(v.DataHash, blk.Block.Header.DataHash) {
+		t.Fatalf("verified data hash %X, block's %X", v.DataHash, []byte(blk.Block.Header.DataHash))
 	}
 	tampered := *res
 	tampered.Proof.RootHash = append([]byte(nil), res.Proof.RootHash...)
@@ -173,6 +215,7 @@ func TestChain(t *testing.T) {
 
 	// Rejections: Commit reports the application's reason.
 	outsider := newMember("outsider")
+	alien := signedTx(t, outsider, KindReceipt, "sess-2")
 	forged := signedTx(t, p0, KindApproval, "sess-2")
 	forged.Sender = "p1"
 	if err := forged.Sign(KeySigner{Private: p0.priv}); err != nil {
@@ -182,13 +225,35 @@ func TestChain(t *testing.T) {
 	if _, err := c0.Commit(ctx, first); err != nil {
 		t.Fatal(err)
 	}
+	unauthorized := []struct {
+		name string
+		tx   *Tx
+		want string
+	}{
+		{"non-member", alien, "not a consortium member"},
+		{"other sender", forged, `signature is not by sender "p1"`},
+	}
+	// Every validator refuses them, each through its own RPC (CheckTx).
+	for i, addr := range tn.rpc {
+		ci, err := NewRemoteClient(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range unauthorized {
+			_, err := ci.Commit(ctx, tc.tx)
+			var rej *RejectedError
+			if !errors.As(err, &rej) || rej.Code != CodeUnauthorized || rej.Height != 0 || !strings.Contains(rej.Log, tc.want) {
+				t.Errorf("validator %d, %s tx: got %v, want code %d (unauthorized) from CheckTx and %q", i, tc.name, err, CodeUnauthorized, tc.want)
+			}
+		}
+	}
 	cases := []struct {
 		name string
 		tx   *Tx
 		code uint32
 		want string
 	}{
-		{"non-member", signedTx(t, outsider, KindReceipt, "sess-2"), CodeUnauthorized, "not a consortium member"},
+		{"non-member", alien, CodeUnauthorized, "not a consortium member"},
 		{"other sender", forged, CodeUnauthorized, `signature is not by sender "p1"`},
 		{"unsigned", &Tx{Kind: KindReceipt, Session: "sess-2", Sender: "p0", Body: []byte{1}}, CodeUnauthorized, "not signed"},
 		{"malformed", &Tx{Kind: KindReceipt, Session: "bad session", Sender: "p0", Body: []byte{1}}, CodeMalformed, "space or control"},
@@ -220,7 +285,95 @@ func TestChain(t *testing.T) {
 		}
 	}
 	t.Logf("3 commits with one validator down in %v", time.Since(t0).Round(time.Millisecond))
+	t.Logf("validator 3 missed %d blocks", tn.apps[0].Height()-tn.apps[3].Height())
+
+	// A faulty proposer's block carrying the unauthorized txs: every
+	// validator's FinalizeBlock rejects them and its state does not move.
+	// The nodes are stopped first (FinalizeBlock must not race consensus);
+	// validator 3 is brought up to date by replaying the blocks it missed,
+	// as CometBFT's handshake would.
+	hash := waitSameAppHash(t, tn.apps[:3])
+	missed := []*abci.RequestFinalizeBlock{}
+	for h := tn.apps[3].Height() + 1; h <= tn.apps[0].Height(); h++ {
+		b, err := rpc.Block(ctx, &h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		missed = append(missed, &abci.RequestFinalizeBlock{Height: h, Time: b.Block.Time, Txs: txBytes(b.Block.Txs)})
+	}
+	for _, e := range tn.nodes[:3] {
+		if err := e.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, req := range missed {
+		if _, err := tn.apps[3].FinalizeBlock(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tn.apps[3].Commit(ctx, &abci.RequestCommit{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, app := range tn.apps {
+		before, height := app.AppHash(), app.Height()
+		if !bytes.Equal(before, hash) {
+			t.Fatalf("validator %d's app hash %X before the faulty block, the others' %X", i, before, hash)
+		}
+		res, err := app.FinalizeBlock(ctx, &abci.RequestFinalizeBlock{Height: height + 1, Time: time.Now(),
+			Txs: [][]byte{alien.Encode(), forged.Encode()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := app.Commit(ctx, &abci.RequestCommit{}); err != nil {
+			t.Fatal(err)
+		}
+		for j, tc := range unauthorized {
+			if r := res.TxResults[j]; r.Code != CodeUnauthorized || !strings.Contains(r.Log, tc.want) || len(r.Events) != 0 {
+				t.Errorf("validator %d's FinalizeBlock, %s tx: code %d %q, want %d and %q", i, tc.name, r.Code, r.Log, CodeUnauthorized, tc.want)
+			}
+		}
+		if !bytes.Equal(res.AppHash, before) || !bytes.Equal(app.AppHash(), before) || app.Height() != height+1 {
+			t.Errorf("validator %d: app hash %X -> %X (committed %X) at height %d", i, before, res.AppHash, app.AppHash(), app.Height())
+		}
+		for _, tx := range []*Tx{alien, forged} {
+			if q, _ := app.Query(ctx, &abci.RequestQuery{Path: QueryTx + hex.EncodeToString(tx.Hash())}); q.Code == CodeOK {
+				t.Errorf("validator %d recorded a rejected tx of %s", i, tx.Sender)
+			}
+		}
+		if q, _ := app.Query(ctx, &abci.RequestQuery{Path: QuerySession + "sess-2"}); q.Code != CodeOK || string(q.Value) != "[]" {
+			t.Errorf("validator %d: session sess-2 holds %s", i, q.Value)
+		}
+	}
 	if ctx.Err() != nil {
 		t.Fatal(context.Cause(ctx))
 	}
+}
+
+// waitSameAppHash waits until apps agree on their app hash (each lags the
+// last block by its own few milliseconds) and returns it.
+func waitSameAppHash(t *testing.T, apps []*App) []byte {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h := apps[0].AppHash()
+		same := true
+		for _, a := range apps[1:] {
+			same = same && bytes.Equal(a.AppHash(), h)
+		}
+		if same {
+			return h
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the validators' app hashes did not converge within 10 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func txBytes(txs types.Txs) [][]byte {
+	out := make([][]byte, len(txs))
+	for i, tx := range txs {
+		out[i] = tx
+	}
+	return out
 }

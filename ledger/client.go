@@ -10,10 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	abci "github.com/cometbft/cometbft/abci/types"
+	cmtpubsub "github.com/cometbft/cometbft/libs/pubsub"
 	rpcclient "github.com/cometbft/cometbft/rpc/client"
 	rpchttp "github.com/cometbft/cometbft/rpc/client/http"
+	"github.com/cometbft/cometbft/rpc/client/local"
 	"github.com/cometbft/cometbft/types"
 )
 
@@ -63,11 +67,21 @@ func (e *RejectedError) Error() string {
 func (e *RejectedError) Unwrap() error { return ErrRejected }
 
 type rpcClient struct {
-	c rpcclient.Client
+	c   rpcclient.Client
+	bus *types.EventBus // the node's event bus when c is a local client, else nil
 }
 
-// NewClient returns a Client over any CometBFT RPC client.
-func NewClient(c rpcclient.Client) Client { return &rpcClient{c: c} }
+// NewClient returns a Client over any CometBFT RPC client. Over the
+// embedded node's local client (rpc/client/local), Commit waits on the
+// node's event bus for the block that includes the tx; over any other, it
+// polls the node's tx index.
+func NewClient(c rpcclient.Client) Client {
+	r := &rpcClient{c: c}
+	if l, ok := c.(*local.Local); ok && l.EventBus != nil {
+		r.bus = l.EventBus
+	}
+	return r
+}
 
 // NewRemoteClient returns a Client talking to a CometBFT node's RPC endpoint,
 // e.g. "tcp://10.0.0.5:26657" or "http://host:26657".
@@ -93,6 +107,16 @@ func (r *rpcClient) Commit(ctx context.Context, tx *Tx) (*Receipt, error) {
 	}
 	raw := tx.Encode()
 	hash := types.Tx(raw).Hash()
+	// On the embedded node, hear of the tx's block from the node itself:
+	// subscribed before the broadcast, so that the event cannot be missed.
+	var included <-chan cmtpubsub.Message
+	var canceled <-chan struct{}
+	if r.bus != nil {
+		if sub, unsubscribe, err := r.subscribeTx(ctx, raw); err == nil {
+			defer unsubscribe()
+			included, canceled = sub.Out(), sub.Canceled()
+		}
+	}
 	res, err := r.c.BroadcastTxSync(ctx, raw)
 	switch {
 	case err != nil && strings.Contains(err.Error(), "tx already exists in cache"):
@@ -107,29 +131,97 @@ func (r *rpcClient) Commit(ctx context.Context, tx *Tx) (*Receipt, error) {
 	case res.Code != CodeOK:
 		return nil, &RejectedError{Code: res.Code, Log: res.Log}
 	}
+	// Polling the tx index is the remote client's way, and the embedded
+	// one's fallback (a subscription the node cancelled, a tx committed
+	// before the subscription but indexed after the look-up above): often
+	// at first, since blocks come every few tens of milliseconds on a
+	// consortium LAN, then backing off.
 	wait := 5 * time.Millisecond
+	if included != nil {
+		wait = 100 * time.Millisecond
+	}
 	start := time.Now()
+	poll := time.NewTimer(wait)
+	defer poll.Stop()
 	for {
+		select {
+		case msg := <-included:
+			if ev, ok := msg.Data().(types.EventDataTx); ok {
+				r.awaitIndexed(ctx, hash)
+				return receipt(hash, raw, ev.Height, &ev.Result)
+			}
+			continue
+		case <-canceled:
+			included, canceled = nil, nil
+			wait = 5 * time.Millisecond
+			poll.Reset(0)
+			continue
+		case <-ctx.Done():
+			return nil, fmt.Errorf("ledger: commit: tx %X accepted but not in a block before the deadline: %w", hash, ctx.Err())
+		case <-poll.C:
+		}
 		got, err := r.c.Tx(ctx, hash, false)
 		if err == nil {
-			if got.TxResult.Code != CodeOK {
-				return nil, &RejectedError{Code: got.TxResult.Code, Log: got.TxResult.Log, Height: got.Height}
-			}
-			return &Receipt{Height: got.Height, TxHash: hash, Tx: raw}, nil
+			return receipt(hash, raw, got.Height, &got.TxResult)
 		}
 		if !strings.Contains(err.Error(), "not found") {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("ledger: commit: tx %X accepted but not in a block before the deadline: %w", hash, ctx.Err())
+			}
 			return nil, fmt.Errorf("ledger: commit: look up tx %X: %w", hash, err)
+		}
+		if elapsed := time.Since(start); elapsed > time.Second && wait < 200*time.Millisecond {
+			wait = wait * 3 / 2
+		}
+		poll.Reset(wait)
+	}
+}
+
+// receipt is the outcome of a tx found in block height with result res: a
+// receipt, or the application's refusal recorded in that block.
+func receipt(hash, raw []byte, height int64, res *abci.ExecTxResult) (*Receipt, error) {
+	if res.Code != CodeOK {
+		return nil, &RejectedError{Code: res.Code, Log: res.Log, Height: height}
+	}
+	return &Receipt{Height: height, TxHash: hash, Tx: raw}, nil
+}
+
+var subscriberSeq atomic.Uint64
+
+// subscribeTx subscribes to the node's event for the tx raw, published once
+// the block that includes it is committed (and the App has committed its
+// state). unsubscribe must always be called.
+func (r *rpcClient) subscribeTx(ctx context.Context, raw types.Tx) (types.Subscription, func(), error) {
+	subscriber := fmt.Sprintf("synod-ledger-commit-%d", subscriberSeq.Add(1))
+	q := types.EventQueryTxFor(raw)
+	sub, err := r.bus.Subscribe(ctx, subscriber, q, 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sub, func() { r.unsubscribe(subscriber, q) }, nil
+}
+
+// unsubscribe ends a subscription, even when the caller's context is over.
+func (r *rpcClient) unsubscribe(subscriber string, q cmtpubsub.Query) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = r.bus.Unsubscribe(ctx, subscriber, q)
+}
+
+// awaitIndexed waits, briefly, until the node's tx index answers for hash:
+// the node indexes a block's txs just after it announces them, and a
+// receipt should be readable from this node (Tx, VerifyInclusion) as soon
+// as Commit returns, as it is when Commit finds the tx by polling the index.
+func (r *rpcClient) awaitIndexed(ctx context.Context, hash []byte) {
+	deadline := time.Now().Add(100 * time.Millisecond)
+	for {
+		if _, err := r.c.Tx(ctx, hash, false); err == nil || !strings.Contains(err.Error(), "not found") || time.Now().After(deadline) {
+			return
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("ledger: commit: tx %X accepted but not in a block before the deadline: %w", hash, ctx.Err())
-		case <-time.After(wait):
-		}
-		// Blocks come every few tens of milliseconds on a consortium LAN:
-		// poll often at first (a commit is usually there within 100 ms),
-		// then back off.
-		if elapsed := time.Since(start); elapsed > time.Second && wait < 200*time.Millisecond {
-			wait = wait * 3 / 2
+			return
+		case <-time.After(500 * time.Microsecond):
 		}
 	}
 }
@@ -182,4 +274,31 @@ func RPCURL(addr string) string {
 		return addr
 	}
 	return "http://" + addr
+}
+
+// Prover is implemented by the Clients that can fetch a committed tx's
+// Merkle inclusion proof (NewClient's and NewRemoteClient's).
+type Prover interface {
+	InclusionProof(ctx context.Context, txHash []byte) (*Proof, error)
+}
+
+// InclusionProof fetches the inclusion proof of the committed tx with
+// txHash (CometBFT's Tx(hash, prove=true)). It is not verified: check it
+// with VerifyProof against a light-client-verified header.
+func (r *rpcClient) InclusionProof(ctx context.Context, txHash []byte) (*Proof, error) {
+	res, err := r.c.Tx(ctx, txHash, true)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: inclusion proof of tx %X: %w", txHash, err)
+	}
+	return proofOf(res.Height, res.Proof), nil
+}
+
+// InclusionProof fetches a committed tx's inclusion proof through c, which
+// must implement Prover.
+func InclusionProof(ctx context.Context, c Client, txHash []byte) (*Proof, error) {
+	p, ok := c.(Prover)
+	if !ok {
+		return nil, fmt.Errorf("ledger: inclusion proof of tx %X: client %T cannot fetch proofs", txHash, c)
+	}
+	return p.InclusionProof(ctx, txHash)
 }

@@ -30,6 +30,52 @@ type Verified struct {
 	Time    time.Time // that block's time, signed by the validators
 	TxHash  []byte
 	Tx      []byte // the tx bytes; decode with DecodeTx
+	// DataHash is the verified header's DataHash: the Merkle root of the
+	// block's txs, against which VerifyProof checks a stored proof.
+	DataHash []byte
+}
+
+// Proof is a committed tx's Merkle inclusion proof in its block: CometBFT's
+// types.TxProof (RFC 6962) in plain fields, as a receipt carries it. Fetch
+// one with InclusionProof, check it with VerifyProof.
+type Proof struct {
+	Height   int64  // the block
+	RootHash []byte // the block's DataHash
+	Data     []byte // the tx bytes
+	Total    int64  // txs in the block
+	Index    int64  // position of the tx
+	LeafHash []byte
+	Aunts    [][]byte
+}
+
+func proofOf(height int64, tp types.TxProof) *Proof {
+	p := &Proof{Height: height, RootHash: slices.Clone([]byte(tp.RootHash)), Data: slices.Clone([]byte(tp.Data)),
+		Total: tp.Proof.Total, Index: tp.Proof.Index, LeafHash: slices.Clone(tp.Proof.LeafHash)}
+	for _, a := range tp.Proof.Aunts {
+		p.Aunts = append(p.Aunts, slices.Clone(a))
+	}
+	return p
+}
+
+func (p *Proof) txProof() types.TxProof {
+	tp := types.TxProof{RootHash: p.RootHash, Data: p.Data}
+	tp.Proof.Total, tp.Proof.Index, tp.Proof.LeafHash, tp.Proof.Aunts = p.Total, p.Index, p.LeafHash, p.Aunts
+	return tp
+}
+
+// VerifyProof checks a stored inclusion proof (typically a receipt's) of the
+// tx v describes: it must be for that tx's bytes, at its height and
+// position, and lead to the DataHash of the header the light client
+// verified. Run VerifyInclusion first to get v.
+func VerifyProof(v *Verified, p *Proof) error {
+	if v == nil || p == nil {
+		return errors.New("ledger: verify proof: nothing to check")
+	}
+	header := &types.Header{Height: v.Height, DataHash: v.DataHash}
+	if err := checkProof(p.Data, v.Index, p.Height, p.txProof(), v.TxHash, header); err != nil {
+		return fmt.Errorf("ledger: stored inclusion proof of tx %X: %w", v.TxHash, err)
+	}
+	return nil
 }
 
 // VerifyInclusion proves that the tx with txHash is in the chain described by
@@ -151,12 +197,13 @@ func VerifyInclusion(ctx context.Context, genesis []byte, primary string, witnes
 		return fail("%v", err)
 	}
 	return &Verified{
-		ChainID: chainID,
-		Height:  res.Height,
-		Index:   res.Index,
-		Time:    header.Time,
-		TxHash:  append([]byte(nil), txHash...),
-		Tx:      append([]byte(nil), res.Tx...),
+		ChainID:  chainID,
+		Height:   res.Height,
+		Index:    res.Index,
+		Time:     header.Time,
+		TxHash:   append([]byte(nil), txHash...),
+		Tx:       append([]byte(nil), res.Tx...),
+		DataHash: append([]byte(nil), header.DataHash...),
 	}, nil
 }
 
@@ -192,22 +239,28 @@ func checkAnchor(lb *types.LightBlock, gen *types.GenesisDoc) error {
 // checkTxProof checks that res is the tx with txHash and that its Merkle
 // proof leads to the verified header's DataHash.
 func checkTxProof(res *ctypes.ResultTx, txHash []byte, h *types.Header) error {
-	if got := res.Tx.Hash(); !bytes.Equal(got, txHash) {
-		return fmt.Errorf("primary returned a different tx (hash %X)", got)
+	return checkProof(res.Tx, res.Index, res.Height, res.Proof, txHash, h)
+}
+
+// checkProof checks that tx, reported at (height, index), is the tx with
+// txHash and that proof is for it and leads to h's DataHash.
+func checkProof(tx types.Tx, index uint32, height int64, proof types.TxProof, txHash []byte, h *types.Header) error {
+	if got := tx.Hash(); !bytes.Equal(got, txHash) {
+		return fmt.Errorf("the tx returned is a different tx (hash %X)", got)
 	}
-	if !bytes.Equal(res.Proof.Data, res.Tx) {
+	if !bytes.Equal(proof.Data, tx) {
 		return errors.New("the inclusion proof is for other tx bytes than the tx returned")
 	}
-	if res.Proof.Proof.Index != int64(res.Index) {
-		return fmt.Errorf("the inclusion proof is for position %d, the tx is reported at %d", res.Proof.Proof.Index, res.Index)
+	if proof.Proof.Index != int64(index) {
+		return fmt.Errorf("the inclusion proof is for position %d, the tx is reported at %d", proof.Proof.Index, index)
 	}
-	if h.Height != res.Height {
-		return fmt.Errorf("verified header is for height %d, the tx is reported at %d", h.Height, res.Height)
+	if h.Height != height {
+		return fmt.Errorf("verified header is for height %d, the tx is reported at %d", h.Height, height)
 	}
-	if !bytes.Equal(res.Proof.RootHash, h.DataHash) {
-		return fmt.Errorf("inclusion proof root %X is not the verified data hash %X of block %d", []byte(res.Proof.RootHash), []byte(h.DataHash), h.Height)
+	if !bytes.Equal(proof.RootHash, h.DataHash) {
+		return fmt.Errorf("inclusion proof root %X is not the verified data hash %X of block %d", []byte(proof.RootHash), []byte(h.DataHash), h.Height)
 	}
-	if err := res.Proof.Validate(h.DataHash); err != nil {
+	if err := proof.Validate(h.DataHash); err != nil {
 		return fmt.Errorf("inclusion proof against the verified data hash of block %d: %v", h.Height, err)
 	}
 	return nil
