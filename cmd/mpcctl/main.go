@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/synod-mpc/synod/parties/config"
 )
 
 func main() {
@@ -33,7 +35,12 @@ func newRoot() *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.config, "config", os.Getenv("SYNOD_CONFIG"), "analyst config file (YAML; default $SYNOD_CONFIG)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or csv")
+	// One flag per analyst config key (--node, --node-id, --tls.cert...),
+	// read by config.LoadAnalyst: flag over SYNOD_* over the file.
+	config.AnalystFlags(pf)
 	root.AddCommand(newConsortiumCmd(g), newSetupCmd(g), newPartiesCmd(g), newQueryCmd(g), newPlaintextCmd(g), newAuditCmd(g),
 		newInferCmd(g), newModelCmd(g), newPredictCmd(g))
+	// --data-dir as well as --data_dir on every subcommand
+	root.SetGlobalNormalizationFunc(config.NormalizeFlagName)
 	return root
 }

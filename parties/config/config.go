@@ -5,8 +5,13 @@
 // the key in upper case with dots replaced by underscores (tls.cert →
 // SYNOD_TLS_CERT, datasets.patients.csv → SYNOD_DATASETS_PATIENTS_CSV for a
 // dataset named in the file), and by a command-line flag of the same name as
-// the key, with '-' accepted for '_' (--data-dir or --data_dir, --tls.cert).
-// Precedence: flag, environment, file, default.
+// the key (see PartyFlags and AnalystFlags, whose flag sets accept '-' for
+// '_': --data-dir or --data_dir, --tls.cert). Keys named after a dataset
+// have no flag of their own: the repeatable --set KEY=VALUE sets any key
+// (--set datasets.cohort.postgres.dsn_env=COHORT_DSN, --set
+// policy.columns.patients=age,sex) and --dataset NAME=FILE.csv is short for
+// --set datasets.NAME.csv=FILE.csv. Precedence: flag, environment, file,
+// default.
 //
 // Relative paths in the file (and defaults) are resolved against the
 // directory of the configuration file; relative paths given by a flag or an
@@ -251,6 +256,9 @@ type loader struct {
 	doc   map[string]any // the file as parsed, keys with their case
 	v     *viper.Viper
 	flags map[string]*pflag.Flag // key -> changed flag
+	// columns are the policy.columns.<dataset> given by --set, dataset
+	// names as written
+	columns []setting
 }
 
 func newLoader(path string, flags *pflag.FlagSet, s schema) (*loader, error) {
@@ -320,6 +328,21 @@ func newLoader(path string, flags *pflag.FlagSet, s schema) (*loader, error) {
 		if ferr != nil {
 			return nil, ferr
 		}
+	}
+	sets, err := settings(path, flags, s)
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range sets {
+		if strings.HasPrefix(st.key, "policy.columns.") {
+			l.columns = append(l.columns, st)
+			continue
+		}
+		if f, dup := l.flags[st.key]; dup {
+			return nil, fmt.Errorf("config %s: key %q is set twice (--%s and --%s %s=%s)", path, st.key, f.Name, st.flag.Name, st.key, st.value)
+		}
+		v.Set(st.key, st.value)
+		l.flags[st.key] = st.flag
 	}
 	return l, nil
 }
@@ -701,6 +724,22 @@ func (l *loader) policy(p *policy.Policy) error {
 				for _, c := range list.([]any) {
 					p.Columns[ds] = append(p.Columns[ds], c.(string))
 				}
+			}
+		}
+	}
+	for _, st := range l.columns {
+		if p.Columns == nil {
+			p.Columns = map[string][]string{}
+		}
+		for ds := range p.Columns {
+			if strings.EqualFold(ds, st.name) {
+				delete(p.Columns, ds) // the flag replaces the file's list
+			}
+		}
+		p.Columns[st.name] = nil
+		for _, c := range strings.Split(st.value, ",") {
+			if c = strings.TrimSpace(c); c != "" {
+				p.Columns[st.name] = append(p.Columns[st.name], c)
 			}
 		}
 	}
