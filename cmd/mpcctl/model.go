@@ -166,17 +166,40 @@ func newModelListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return grpcErr(err)
 			}
-			rows := [][]string{{"name", "owner", "digest", "bytes", "allowed parties"}}
-			for _, m := range resp.GetModels() {
-				allowed := strings.Join(m.GetHeader().GetParties(), ",")
-				if allowed == "" {
-					allowed = "all"
-				}
-				rows = append(rows, []string{m.GetHeader().GetName(), m.GetOwner(), fmt.Sprintf("%x", m.GetDigest()), fmt.Sprint(m.GetBytes()), allowed})
-			}
-			return printRows(g.output, rows)
+			return writeModels(os.Stdout, g.output, resp.GetModels())
 		},
 	}
+}
+
+// writeModels writes the stored models as a table, CSV or JSON (one object
+// per model; "parties" is empty when every party may predict with it).
+func writeModels(w io.Writer, format string, models []*synodv1.ModelInfo) error {
+	if format == "json" {
+		type modelJSON struct {
+			Name    string   `json:"name"`
+			Owner   string   `json:"owner"`
+			Digest  string   `json:"digest"`
+			Bytes   uint64   `json:"bytes"`
+			Parties []string `json:"parties"`
+		}
+		out := []modelJSON{}
+		for _, m := range models {
+			out = append(out, modelJSON{Name: m.GetHeader().GetName(), Owner: m.GetOwner(), Digest: fmt.Sprintf("%x", m.GetDigest()),
+				Bytes: m.GetBytes(), Parties: append([]string{}, m.GetHeader().GetParties()...)})
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	rows := [][]string{{"name", "owner", "digest", "bytes", "allowed parties"}}
+	for _, m := range models {
+		allowed := strings.Join(m.GetHeader().GetParties(), ",")
+		if allowed == "" {
+			allowed = "all"
+		}
+		rows = append(rows, []string{m.GetHeader().GetName(), m.GetOwner(), fmt.Sprintf("%x", m.GetDigest()), fmt.Sprint(m.GetBytes()), allowed})
+	}
+	return writeRows(w, format, rows)
 }
 
 func newPredictCmd(g *globals) *cobra.Command {
