@@ -80,6 +80,34 @@ func (s shape) encode(params rlwe.Parameters, out []byte) []byte {
 	return out
 }
 
+// writeTo writes encode's output to w through buf, without materialising
+// it: hashing tens of megabytes of keys needs no key-sized buffer.
+func (s shape) writeTo(params rlwe.Parameters, w io.Writer, buf []byte) {
+	buf = buf[:cap(buf)&^7]
+	qs, ps := moduliChains(params)
+	off := 0
+	for _, r := range s {
+		moduli := qs
+		if r.isP {
+			moduli = ps
+		}
+		for lvl, c := range r.poly.Coeffs {
+			q := moduli[lvl]
+			for _, v := range c {
+				if v >= q {
+					v %= q
+				}
+				binary.LittleEndian.PutUint64(buf[off:], v)
+				if off += 8; off == len(buf) {
+					w.Write(buf)
+					off = 0
+				}
+			}
+		}
+	}
+	w.Write(buf[:off])
+}
+
 // grow extends b by n bytes, allocating once, and returns the extended slice
 // and its last n bytes (the encoders' hot loops write in place: appending
 // one coefficient at a time cost a reallocation chain per share).
@@ -349,10 +377,12 @@ func appendBlob(b []byte, p []byte) []byte {
 	return append(b, p...)
 }
 
-// writeBlob writes p to h as appendBlob would encode it, without copying p.
-func writeBlob(h io.Writer, p []byte) {
-	h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(p))))
-	h.Write(p)
+// writeShapeBlob writes to h what appendBlob(b, prefix+s.encode(...))
+// would append, streaming the coefficients through buf.
+func writeShapeBlob(h io.Writer, params rlwe.Parameters, prefix []byte, s shape, buf []byte) {
+	h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(prefix)+s.size())))
+	h.Write(prefix)
+	s.writeTo(params, h, buf)
 }
 
 // Limits on identifiers carried in payloads.

@@ -3,6 +3,8 @@ package protocols
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"strings"
 	"testing"
 
@@ -69,5 +71,38 @@ func TestSetupWithPresetSeed(t *testing.T) {
 	if _, _, err := NewSetup(SetupConfig{Params: params, Session: "s", Self: "party-1", Parties: parties, Threshold: 2,
 		Identity: priv["party-1"], PeerKeys: pub, Rand: rand.Reader, CRSSeed: []byte{1}}); err == nil {
 		t.Fatal("a 1-byte seed was accepted")
+	}
+}
+
+// The setup digest streams the keys through a small buffer; it must equal
+// the hash of their materialised encodings.
+func TestSetupDigestStreamsTheEncodedKeys(t *testing.T) {
+	p, err := engine.ParametersByName("ckks-n13")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := RunSetupInProcess(p, partyIDs(3), 2, p.GaloisElements()[:2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res["party-1"]
+	rp := *p.GetRLWEParameters()
+	h := sha256.New()
+	h.Write([]byte("synod/setup/v1"))
+	h.Write(appendStr(nil, r.ParamsName))
+	h.Write(binary.BigEndian.AppendUint16(nil, uint16(len(r.Parties))))
+	for _, id := range r.Parties {
+		h.Write(appendStr(nil, string(id)))
+	}
+	h.Write(binary.BigEndian.AppendUint16(nil, uint16(r.Threshold)))
+	h.Write(appendBlob(nil, r.CRSSeed))
+	h.Write(appendBlob(nil, publicKeyShape(r.PublicKey).encode(rp, nil)))
+	h.Write(appendBlob(nil, gadgetShape(&r.RelinearizationKey.GadgetCiphertext).encode(rp, nil)))
+	h.Write(binary.BigEndian.AppendUint16(nil, uint16(len(r.GaloisKeys))))
+	for _, gk := range r.GaloisKeys {
+		h.Write(appendBlob(nil, encodeGaloisKey(rp, gk)))
+	}
+	if want := h.Sum(nil); !bytes.Equal(r.Digest, want) {
+		t.Fatalf("digest %x, want %x", r.Digest, want)
 	}
 }

@@ -645,14 +645,15 @@ func (r *SetupResult) computeDigest(params rlwe.Parameters) ([]byte, error) {
 	if err := checkPublicKey(params, r.PublicKey); err != nil {
 		return nil, err
 	}
-	writeBlob(h, publicKeyShape(r.PublicKey).encode(params, nil))
+	buf := make([]byte, 1<<16)
+	writeShapeBlob(h, params, nil, publicKeyShape(r.PublicKey), buf)
 	if r.RelinearizationKey == nil {
 		return nil, errors.New("no relinearization key")
 	}
-	writeBlob(h, gadgetShape(&r.RelinearizationKey.GadgetCiphertext).encode(params, nil))
+	writeShapeBlob(h, params, nil, gadgetShape(&r.RelinearizationKey.GadgetCiphertext), buf)
 	h.Write(binary.BigEndian.AppendUint16(nil, uint16(len(r.GaloisKeys))))
 	for _, gk := range r.GaloisKeys {
-		writeBlob(h, encodeGaloisKey(params, gk))
+		writeShapeBlob(h, params, binary.BigEndian.AppendUint64(nil, gk.GaloisElement), gadgetShape(&gk.GadgetCiphertext), buf)
 	}
 	return h.Sum(nil), nil
 }

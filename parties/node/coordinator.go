@@ -34,7 +34,7 @@ type coordSession struct {
 
 	inbox    chan *synodv1.Envelope // messages addressed to the coordinator
 	failures chan relayFailure      // parties the relay could not reach
-	queues   map[string]chan *synodv1.Envelope
+	queues   map[string]chan outbound
 	ctx      context.Context
 	cancel   context.CancelFunc
 
@@ -79,13 +79,13 @@ func (n *Node) newCoordSession(parent context.Context, participants []string) *c
 	cs := &coordSession{
 		n: n, id: newSessionID(), participants: participants, events: newEventLog(),
 		inbox: make(chan *synodv1.Envelope, 4096), failures: make(chan relayFailure, 64),
-		queues: map[string]chan *synodv1.Envelope{}, ctx: ctx, cancel: cancel, stagesSeen: map[string]bool{},
+		queues: map[string]chan outbound{}, ctx: ctx, cancel: cancel, stagesSeen: map[string]bool{},
 	}
 	for _, p := range participants {
 		if p == n.cfg.ID {
 			continue
 		}
-		q := make(chan *synodv1.Envelope, 4096)
+		q := make(chan outbound, 4096)
 		cs.queues[p] = q
 		go cs.relayTo(p, q)
 	}
@@ -95,18 +95,25 @@ func (n *Node) newCoordSession(parent context.Context, participants []string) *c
 	return cs
 }
 
-func (cs *coordSession) relayTo(party string, q chan *synodv1.Envelope) {
+// outbound is an envelope on its way to one party, encoded once for all
+// the parties a broadcast goes to.
+type outbound struct {
+	kind    string
+	encoded []byte
+}
+
+func (cs *coordSession) relayTo(party string, q chan outbound) {
 	failed := false
 	for {
 		select {
 		case <-cs.ctx.Done():
 			return
-		case env := <-q:
+		case out := <-q:
 			if failed {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(cs.ctx, cs.n.cfg.Timeouts.Peer*6)
-			err := cs.n.peers.Deliver(ctx, party, env)
+			err := cs.n.peers.DeliverEncoded(ctx, party, out.kind, out.encoded)
 			cancel()
 			if err != nil {
 				failed = true
@@ -168,13 +175,14 @@ func offenderOf(err error) string {
 	return ""
 }
 
-// receive takes an envelope a party sent in this session. It never blocks.
-func (cs *coordSession) receive(env *synodv1.Envelope) error {
+// receive takes an envelope a party sent in this session, with its verified
+// transcript digest. It never blocks.
+func (cs *coordSession) receive(env *synodv1.Envelope, digest []byte) error {
 	if !slices.Contains(cs.participants, env.GetFrom()) {
 		return fmt.Errorf("session %s: %s is not a participant", cs.id, env.GetFrom())
 	}
 	cs.mu.Lock()
-	cs.transcript = append(cs.transcript, wire.Digest(env))
+	cs.transcript = append(cs.transcript, digest)
 	cs.mu.Unlock()
 	kind := env.GetKind()
 	if isControl(kind) {
@@ -187,11 +195,7 @@ func (cs *coordSession) receive(env *synodv1.Envelope) error {
 		return fmt.Errorf("session %s: unknown message kind %q", cs.id, kind)
 	}
 	cs.observeSetup(env)
-	if kind == string(protocols.KindSetupDone) {
-		if err := cs.toInbox(env); err != nil {
-			return err
-		}
-	}
+	var out outbound
 	for _, p := range cs.recipients(env) {
 		if p == cs.n.cfg.ID {
 			if err := cs.n.partyReceive(env); err != nil {
@@ -199,13 +203,27 @@ func (cs *coordSession) receive(env *synodv1.Envelope) error {
 			}
 			continue
 		}
+		if out.encoded == nil {
+			var err error
+			if out, err = encodeOutbound(env); err != nil {
+				return fmt.Errorf("session %s: %w", cs.id, err)
+			}
+		}
 		select {
-		case cs.queues[p] <- env:
+		case cs.queues[p] <- out:
 		default:
 			return fmt.Errorf("session %s: relay queue to %s is full", cs.id, p)
 		}
 	}
 	return nil
+}
+
+func encodeOutbound(env *synodv1.Envelope) (outbound, error) {
+	b, err := wire.EncodeEnvelope(env)
+	if err != nil {
+		return outbound{}, fmt.Errorf("encode %s from %s: %w", env.GetKind(), env.GetFrom(), err)
+	}
+	return outbound{kind: env.GetKind(), encoded: b}, nil
 }
 
 func (cs *coordSession) toInbox(env *synodv1.Envelope) error {
@@ -246,8 +264,12 @@ func (cs *coordSession) post(to, kind string, payload []byte) error {
 	if to == cs.n.cfg.ID {
 		return cs.n.partyReceive(env)
 	}
+	out, err := encodeOutbound(env)
+	if err != nil {
+		return err
+	}
 	select {
-	case cs.queues[to] <- env:
+	case cs.queues[to] <- out:
 		return nil
 	default:
 		return fmt.Errorf("relay queue to %s is full", to)
@@ -357,6 +379,8 @@ func (cs *coordSession) coordinateSetup(params engine.Parameters) {
 			return
 		}
 	}
+	// Every party reports the digest of the keys it derived, once it has
+	// stored them and recorded the setup on the chain.
 	digests := map[string][]byte{}
 	for len(digests) < len(cs.participants) {
 		select {
@@ -371,7 +395,7 @@ func (cs *coordSession) coordinateSetup(params engine.Parameters) {
 			case kindSessionError:
 				cs.finish(sessionFailure(env))
 				return
-			case string(protocols.KindSetupDone):
+			case kindSetupStored:
 				digests[env.GetFrom()] = env.GetPayload()
 			}
 		}
@@ -385,24 +409,9 @@ func (cs *coordSession) coordinateSetup(params engine.Parameters) {
 			return
 		}
 	}
-	// Wait until every party has stored its keys, so that a query sent
-	// right after this session ends finds the consortium ready.
-	for {
-		ready := 0
-		for _, r := range n.pingAll(cs.ctx) {
-			if r.GetSetupDone() && string(r.GetSetupDigest()) == string(ref) {
-				ready++
-			}
-		}
-		if ready == len(cs.participants) {
-			break
-		}
-		select {
-		case <-cs.ctx.Done():
-			cs.finish(fmt.Errorf("setup keys derived but not stored by every party in time"))
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
+	if len(ref) < 8 {
+		cs.finish(&partyFault{cs.participants[0], fmt.Errorf("reported a key digest of %d bytes", len(ref))})
+		return
 	}
 	cs.event("keys", "", "public key, relinearization key, %d Galois keys and t-of-N shares ready in %s (digest %x)",
 		len(start.GaloisElements), time.Since(began).Round(time.Millisecond), ref[:8])

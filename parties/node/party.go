@@ -23,6 +23,7 @@ import (
 const (
 	kindSetupStart       = "setup.start"       // coordinator → party: setupStart
 	kindSetupBeacon      = "setup.beacon"      // party → all: partial BLS signature of the session (CRS beacon)
+	kindSetupStored      = "setup.stored"      // party → coordinator: digest of the keys it has stored and recorded
 	kindQueryPropose     = "query.propose"     // coordinator → party: queryProposal
 	kindQueryApprove     = "query.approve"     // party → coordinator: partial BLS signature of the approval message
 	kindQueryRequest     = "query.request"     // coordinator → data party: queryRequest (spec + certificate)
@@ -352,6 +353,11 @@ func (n *Node) finishSetup(ps *partySession) error {
 	n.state = st
 	n.mu.Unlock()
 	n.log.Info("setup complete", "session", ps.id, "digest", fmt.Sprintf("%x", res.Digest[:8]), "ledger_height", receipt.Height)
+	// Tell the coordinator the keys are usable here, so that the session
+	// ends only when a query sent right after it finds every party ready.
+	if err := n.send(ps, protocols.Message{Kind: kindSetupStored, To: protocols.PartyID(ps.coordinator), Payload: res.Digest}); err != nil {
+		return fmt.Errorf("send %s: %w", kindSetupStored, err)
+	}
 	return nil
 }
 

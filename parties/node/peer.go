@@ -57,7 +57,8 @@ func (n *Node) accept(env *synodv1.Envelope) error {
 			return fmt.Errorf("recipient %q is not a consortium party", env.GetTo())
 		}
 	}
-	if err := wire.Verify(env, key); err != nil {
+	digest, err := wire.VerifyDigest(env, key)
+	if err != nil {
 		return err
 	}
 	replayKey := fmt.Sprintf("%s|%s|%d", env.GetFrom(), env.GetTo(), env.GetSeq())
@@ -76,7 +77,7 @@ func (n *Node) accept(env *synodv1.Envelope) error {
 	n.mu.Unlock()
 
 	if cs != nil {
-		return cs.receive(env)
+		return cs.receive(env, digest)
 	}
 	if env.GetTo() != "" && env.GetTo() != n.cfg.ID {
 		return fmt.Errorf("envelope for %s reached %s, which does not coordinate session %s", env.GetTo(), n.cfg.ID, env.GetSession())
@@ -107,5 +108,5 @@ func (n *Node) send(ps *partySession, m protocols.Message) error {
 // isControl reports whether a kind is addressed to the coordinator itself
 // rather than relayed to the parties.
 func isControl(kind string) bool {
-	return strings.HasPrefix(kind, "query.") || strings.HasPrefix(kind, "keyswitch.") || kind == kindSessionError
+	return strings.HasPrefix(kind, "query.") || strings.HasPrefix(kind, "keyswitch.") || kind == kindSessionError || kind == kindSetupStored
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -33,11 +34,27 @@ type setupMeta struct {
 const (
 	setupMetaFile   = "setup.json"
 	setupPublicFile = "setup-public.bin"
+	// setupSecretFile holds the party's RLWE secret, its Shamir share and
+	// its share of the consortium BLS key, sealed together: one key
+	// derivation (scrypt) per setup rather than one per secret.
 	setupSecretFile = "setup-secret.sealed"
-	setupLabel      = "setup-secrets"
-	dkgFile         = "dkg-share.sealed"
-	dkgLabel        = "dkg-share"
+	setupLabel      = "setup-secrets+bls-share"
 )
+
+// secretsBundle joins the RLWE secrets and the BLS share: a 4-byte
+// big-endian length, the secrets, then the share.
+func secretsBundle(sec, dkg []byte) []byte {
+	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(sec)+len(dkg)), uint32(len(sec)))
+	return append(append(b, sec...), dkg...)
+}
+
+func splitSecretsBundle(b []byte) (sec, dkg []byte, err error) {
+	if len(b) < 4 || uint64(binary.BigEndian.Uint32(b)) > uint64(len(b)-4) {
+		return nil, nil, fmt.Errorf("sealed secrets of %d bytes: bad length prefix", len(b))
+	}
+	n := binary.BigEndian.Uint32(b)
+	return b[4 : 4+n], b[4+n:], nil
+}
 
 func saveKeyState(dir string, passphrase []byte, st *keyState) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -55,15 +72,12 @@ func saveKeyState(dir string, passphrase []byte, st *keyState) error {
 	if err != nil {
 		return err
 	}
-	if err := keystore.WriteFile(filepath.Join(dir, setupSecretFile), passphrase, sec, setupLabel); err != nil {
-		return fmt.Errorf("seal secret shares: %w", err)
-	}
 	dkg, err := st.DKG.MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("encode BLS key share: %w", err)
 	}
-	if err := keystore.WriteFile(filepath.Join(dir, dkgFile), passphrase, dkg, dkgLabel); err != nil {
-		return fmt.Errorf("seal BLS key share: %w", err)
+	if err := keystore.WriteFile(filepath.Join(dir, setupSecretFile), passphrase, secretsBundle(sec, dkg), setupLabel); err != nil {
+		return fmt.Errorf("seal secret shares: %w", err)
 	}
 	if err := writeFileAtomic(filepath.Join(dir, setupPublicFile), pub, 0o644); err != nil {
 		return err
@@ -91,7 +105,11 @@ func loadKeyState(dir string, passphrase []byte) (*keyState, error) {
 	if err != nil {
 		return nil, err
 	}
-	sec, err := keystore.ReadFile(filepath.Join(dir, setupSecretFile), passphrase, setupLabel)
+	bundle, err := keystore.ReadFile(filepath.Join(dir, setupSecretFile), passphrase, setupLabel)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", setupSecretFile, err)
+	}
+	sec, dkg, err := splitSecretsBundle(bundle)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", setupSecretFile, err)
 	}
@@ -102,12 +120,8 @@ func loadKeyState(dir string, passphrase []byte) (*keyState, error) {
 	if err := st.Result.UnmarshalSecrets(st.Params, sec); err != nil {
 		return nil, fmt.Errorf("%s: %w", setupSecretFile, err)
 	}
-	dkg, err := keystore.ReadFile(filepath.Join(dir, dkgFile), passphrase, dkgLabel)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", dkgFile, err)
-	}
 	if st.DKG, err = protocols.UnmarshalDKGResult(dkg); err != nil {
-		return nil, fmt.Errorf("%s: %w", dkgFile, err)
+		return nil, fmt.Errorf("%s: BLS key share: %w", setupSecretFile, err)
 	}
 	return st, nil
 }

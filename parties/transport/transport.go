@@ -164,23 +164,30 @@ func (p *Peers) client(id string) (synodv1.PeerClient, error) {
 
 // Deliver sends one envelope to party id, in chunks.
 func (p *Peers) Deliver(ctx context.Context, id string, env *synodv1.Envelope) error {
-	c, err := p.client(id)
-	if err != nil {
-		return err
-	}
 	b, err := wire.EncodeEnvelope(env)
 	if err != nil {
 		return fmt.Errorf("party %s: encode %s: %w", id, env.GetKind(), err)
 	}
+	return p.DeliverEncoded(ctx, id, env.GetKind(), b)
+}
+
+// DeliverEncoded sends an envelope already encoded by wire.EncodeEnvelope
+// (kind names it in errors): a relay encodes a broadcast once for all its
+// recipients.
+func (p *Peers) DeliverEncoded(ctx context.Context, id, kind string, b []byte) error {
+	c, err := p.client(id)
+	if err != nil {
+		return err
+	}
 	stream, err := c.Deliver(ctx)
 	if err != nil {
-		return fmt.Errorf("party %s: deliver %s: %w", id, env.GetKind(), err)
+		return fmt.Errorf("party %s: deliver %s: %w", id, kind, err)
 	}
 	if err := wire.SendChunks(stream.Send, b); err != nil && err != io.EOF {
-		return fmt.Errorf("party %s: deliver %s: %w", id, env.GetKind(), err)
+		return fmt.Errorf("party %s: deliver %s: %w", id, kind, err)
 	}
 	if _, err := stream.CloseAndRecv(); err != nil {
-		return fmt.Errorf("party %s: deliver %s: %w", id, env.GetKind(), err)
+		return fmt.Errorf("party %s: deliver %s: %w", id, kind, err)
 	}
 	p.sent.Add(uint64(len(b)))
 	return nil
