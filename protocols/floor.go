@@ -166,3 +166,29 @@ func FloorKeySwitch(params engine.Parameters, t int) (time.Duration, error) {
 	pcks.KeySwitch(ct, agg, out)
 	return time.Since(start), nil
 }
+
+// FloorSetupBytes is the least a setup of n parties must move: every party's
+// collective public key, relinearization key (both rounds) and Galois key
+// shares to each of the n-1 others, and a Shamir share to each of them, at
+// lattigo's own serialized sizes. The networked setup's bytes are measured
+// against it.
+func FloorSetupBytes(params engine.Parameters, n int, galEls []uint64) int64 {
+	p := *params.GetRLWEParameters()
+	ckg := mhe.NewPublicKeyGenProtocol(p).AllocateShare()
+	_, rkg, _ := mhe.NewRelinearizationKeyGenProtocol(p).AllocateShare()
+	gkg := mhe.NewGaloisKeyGenProtocol(p).AllocateShare()
+	tsk := mhe.NewThresholdizer(p).AllocateThresholdSecretShare()
+	broadcast := int64(ckg.BinarySize() + 2*rkg.BinarySize() + len(galEls)*gkg.BinarySize())
+	return int64(n) * int64(n-1) * (broadcast + int64(tsk.BinarySize()))
+}
+
+// FloorQueryBytes is the least a query answered by n data parties and a key
+// switch by t of them must move: n ciphertexts of cells values at the
+// aggregate level, t key-switch shares, and the switched result to the
+// analyst.
+func FloorQueryBytes(params engine.Parameters, n, t int) int64 {
+	p := *params.GetRLWEParameters()
+	ct := rlwe.NewCiphertext(p, 1, params.AggregateLevel)
+	share := 2 * ct.Value[0].BinarySize() // a public-key-switch share: two polynomials at the level
+	return int64(n+1)*int64(ct.BinarySize()) + int64(t)*int64(share)
+}

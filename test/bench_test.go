@@ -94,9 +94,20 @@ func benchConsortium(b *testing.B, params engine.Parameters, n, t int) {
 	fmt.Fprintf(os.Stdout, "  ledger  %8.3fs   per query (approval + transcript commits, 2 txs: %.0f ms per commit)\n", ledgerWait.Seconds(), ledgerWait.Seconds()*500)
 	fmt.Fprintf(os.Stdout, "  query without the ledger %6.3fs, with %6.3fs: the ledger adds %.0f%%\n", noLedger.Seconds(), session.Seconds(), 100*ledgerWait.Seconds()/noLedger.Seconds())
 	fmt.Fprintf(os.Stdout, "  mpcctl  %8.3fs   floor %8.3fs   ratio %5.2fx   (whole command: process start, key unsealing, submit, decrypt)\n", query.Seconds(), floorQuery.Seconds(), query.Seconds()/floorQuery.Seconds())
+	var setupTotal, queryTotal uint64
 	for i, p := range before {
 		fmt.Fprintf(os.Stdout, "  %-8s sent %8.1f MB during setup, %7.2f MB per query\n", p.ID, float64(setupBytes[i])/1e6, float64(queryBytes[i])/1e6)
+		setupTotal += setupBytes[i]
+		queryTotal += queryBytes[i]
 	}
+	floorSetupBytes := protocols.FloorSetupBytes(params, n, params.GaloisElements())
+	floorQueryBytes := protocols.FloorQueryBytes(params, n, t)
+	fmt.Fprintf(os.Stdout, "  bytes   %8.1f MB setup, floor %8.1f MB, ratio %5.2fx   (all parties; the floor is every share to every other party at lattigo's sizes)\n",
+		float64(setupTotal)/1e6, float64(floorSetupBytes)/1e6, float64(setupTotal)/float64(floorSetupBytes))
+	fmt.Fprintf(os.Stdout, "  bytes   %8.2f MB query, floor %8.2f MB, ratio %5.2fx   (n input ciphertexts, t key-switch shares, the result)\n",
+		float64(queryTotal)/1e6, float64(floorQueryBytes)/1e6, float64(queryTotal)/float64(floorQueryBytes))
+	b.ReportMetric(float64(setupTotal)/float64(floorSetupBytes), "setup-bytes/floor")
+	b.ReportMetric(float64(queryTotal)/float64(floorQueryBytes), "query-bytes/floor")
 }
 
 // floorQuery is the raw cost of a query's cryptography in one process:
