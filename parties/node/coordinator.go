@@ -600,6 +600,10 @@ func (cs *coordSession) release(st *keyState, specBytes []byte, meta *synodv1.Re
 	meta.LedgerSeconds = cs.ledgerTime.Seconds()
 	meta.Receipt = &synodv1.Receipt{Height: receipt.Height, TxHash: receipt.TxHash, ApprovalTxHash: cs.approvalTx,
 		SetupSession: st.Meta.Session, Certificate: cs.certificate}
+	if meta.Receipt.InclusionProof, err = cs.n.inclusionProof(cs.ctx, receipt.TxHash); err != nil {
+		// The transcript is recorded: release, and let the audit report the missing proof.
+		cs.event("ledger", "", "no inclusion proof for the receipt: %v", err)
+	}
 	cs.event("ledger", "", "transcript recorded at height %d (tx %X)", receipt.Height, receipt.TxHash)
 	cs.mu.Lock()
 	cs.result = &queryResult{meta: meta, ciphertext: ctBytes}
