@@ -226,15 +226,7 @@ func TestConsortium(t *testing.T) {
 	})
 
 	t.Run("health and reflection answer with the analyst certificate", func(t *testing.T) {
-		read := func(rel string) []byte {
-			b, err := os.ReadFile(filepath.Join(c.dir, rel))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
-		}
-		conn, err := transport.Dial(readAddress(t, c.partyConfig(1)), "party-1",
-			transport.Credentials{CA: read("ca.pem"), Cert: read("analyst/tls.pem"), Key: read("analyst/tls-key.pem")})
+		conn, err := transport.Dial(readAddress(t, c.partyConfig(1)), "party-1", memberCredentials(t, c.dir, "analyst"))
 		if err != nil {
 			t.Fatal(err)
 		}

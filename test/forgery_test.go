@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/synod-mpc/synod/parties/config"
 	"github.com/synod-mpc/synod/parties/identity"
 	"github.com/synod-mpc/synod/parties/keystore"
 	"github.com/synod-mpc/synod/parties/transport"
@@ -20,14 +22,17 @@ import (
 // is refused with a reason; the node keeps serving.
 func TestForgedAndReplayedEnvelopes(t *testing.T) {
 	c := newCluster(t, 3, 2, "ckks-n13")
-	read := func(rel string) []byte {
-		b, err := os.ReadFile(filepath.Join(c.dir, rel))
+	// the TLS keys on disk are sealed: no PEM private key in the clear
+	for _, id := range []string{"party-1", "analyst"} {
+		raw, err := os.ReadFile(filepath.Join(c.dir, id, "tls-key.sealed"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		return b
+		if !keystore.IsSealed(raw) || bytes.Contains(raw, []byte("PRIVATE KEY")) {
+			t.Fatalf("%s's TLS key is not sealed", id)
+		}
 	}
-	creds := transport.Credentials{CA: read("ca.pem"), Cert: read("party-1/tls.pem"), Key: read("party-1/tls-key.pem")}
+	creds := memberCredentials(t, c.dir, "party-1")
 	pass, err := keystore.Passphrase("", filepath.Join(c.dir, "secrets/party-1.pass"))
 	if err != nil {
 		t.Fatal(err)
@@ -73,4 +78,22 @@ func TestForgedAndReplayedEnvelopes(t *testing.T) {
 	if err != nil || resp.GetPartyId() != "party-2" {
 		t.Fatalf("party-2 after bad input: %v", err)
 	}
+
+}
+
+// memberCredentials loads a member's TLS credentials from the consortium
+// directory as its node or mpcctl does: the TLS key is sealed and opens
+// with the member's passphrase.
+func memberCredentials(t testing.TB, dir, id string) transport.Credentials {
+	t.Helper()
+	pass, err := keystore.Passphrase("", filepath.Join(dir, "secrets", id+".pass"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := transport.LoadCredentials(config.TLSFiles{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, id, "tls.pem"),
+		Key: filepath.Join(dir, id, "tls-key.sealed")}, pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return creds
 }

@@ -380,15 +380,7 @@ func testPrivatePrediction(t *testing.T, c *cluster, modelPath string) {
 // analystConn dials party-1 with the analyst's certificate.
 func analystConn(t *testing.T, c *cluster) *grpc.ClientConn {
 	t.Helper()
-	read := func(rel string) []byte {
-		b, err := os.ReadFile(filepath.Join(c.dir, rel))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	conn, err := transport.Dial(listenAddress(t, c.partyConfig(1)), "party-1",
-		transport.Credentials{CA: read("ca.pem"), Cert: read("analyst/tls.pem"), Key: read("analyst/tls-key.pem")})
+	conn, err := transport.Dial(listenAddress(t, c.partyConfig(1)), "party-1", memberCredentials(t, c.dir, "analyst"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func connect(g *globals, cmd *cobra.Command) (*analyst, error) {
 	if err != nil {
 		return nil, err
 	}
-	creds, err := transport.LoadCredentials(cfg.TLS)
+	creds, err := loadCredentials(cfg.TLS, cfg.Keystore)
 	if err != nil {
 		return nil, err
 	}
@@ -45,6 +45,16 @@ func connect(g *globals, cmd *cobra.Command) (*analyst, error) {
 }
 
 func (a *analyst) Close() { a.conn.Close() }
+
+// loadCredentials reads a member's TLS files, its sealed TLS key opened with
+// the member's keystore passphrase.
+func loadCredentials(files config.TLSFiles, ks config.KeystoreSource) (transport.Credentials, error) {
+	pass, err := keystore.Passphrase(ks.PassphraseEnv, ks.PassphraseFile)
+	if err != nil {
+		return transport.Credentials{}, fmt.Errorf("keystore passphrase: %w", err)
+	}
+	return transport.LoadCredentials(files, pass)
+}
 
 // rlweKey returns the analyst's own RLWE key pair for a parameter set,
 // creating it on first use; the secret key is sealed at rest.

@@ -224,7 +224,7 @@ else sees the predictions; the model owner never sees the records.`,
 			if err != nil {
 				return err
 			}
-			creds, err := transport.LoadCredentials(cfg.TLS)
+			creds, err := loadCredentials(cfg.TLS, cfg.Keystore)
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,8 @@
 package consortium
 
 import (
+	"bytes"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,7 +39,7 @@ func TestInitAndLoad(t *testing.T) {
 	if m, ok := c.Member("party-3"); !ok || m.Address != "127.0.0.1:7403" || m.Role != pki.RoleParty {
 		t.Fatalf("party-3 %+v", m)
 	}
-	for _, f := range []string{"secrets/ca-key.pem", "secrets/party-1.pass", "party-1/tls-key.pem", "party-1/identity.key", "analyst/tls-key.pem"} {
+	for _, f := range []string{CAKeyFile, CAPassFile, "secrets/party-1.pass", "party-1/tls-key.sealed", "party-1/identity.key", "analyst/tls-key.sealed"} {
 		st, err := os.Stat(filepath.Join(dir, f))
 		if err != nil {
 			t.Fatal(err)
@@ -45,6 +47,31 @@ func TestInitAndLoad(t *testing.T) {
 		if st.Mode().Perm() != 0o600 {
 			t.Errorf("%s mode %v", f, st.Mode().Perm())
 		}
+	}
+	// no private key is on disk in the clear: the CA key opens with the CA
+	// passphrase, each member's TLS key with the member's
+	if err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if bytes.Contains(b, []byte("PRIVATE KEY")) {
+			t.Errorf("%s holds a PEM private key in the clear", path)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	caPass, err := keystore.Passphrase("", filepath.Join(dir, CAPassFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, err := pki.ReadSealedKey(filepath.Join(dir, CAKeyFile), caPass, pki.CAKeyLabel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := pki.Issue([]byte(c.CACert), caKey, "party-9", pki.RoleParty, nil); err != nil {
+		t.Fatalf("the unsealed CA key does not issue: %v", err)
 	}
 
 	// Each party's config loads, its identity opens with its passphrase and
@@ -85,7 +112,13 @@ func TestInitAndLoad(t *testing.T) {
 				t.Fatal("certificate accepted for another member")
 			}
 		}
-		keyPEM, _ := os.ReadFile(p.TLS.Key)
+		keyPEM, err := pki.ReadSealedKey(p.TLS.Key, pass, pki.TLSKeyLabel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pki.ReadSealedKey(p.TLS.Key, caPass, pki.TLSKeyLabel); err == nil {
+			t.Fatalf("%s: TLS key opens with the CA passphrase", id)
+		}
 		caPEM, _ := os.ReadFile(p.TLS.CA)
 		if _, err := pki.ServerTLSConfig(caPEM, certPEM, keyPEM); err != nil {
 			t.Fatal(err)

@@ -32,7 +32,8 @@ const (
 	SchemaFile     = "schema.yaml"
 	CACertFile     = "ca.pem"
 	SecretsDir     = "secrets"
-	CAKeyFile      = "secrets/ca-key.pem"
+	CAKeyFile      = "secrets/ca-key.sealed" // sealed with the passphrase in CAPassFile, label pki.CAKeyLabel
+	CAPassFile     = "secrets/ca.pass"
 	IdentityLabel  = "identity" // keystore label of identity keys
 	DefaultName    = "synod"
 	DefaultHost    = "127.0.0.1"
@@ -66,10 +67,10 @@ type InitOptions struct {
 
 // Init creates a complete consortium in opts.Dir:
 //
-//	ca.pem, secrets/ca-key.pem (0600)
+//	ca.pem, secrets/ca-key.sealed, secrets/ca.pass (0600)
 //	consortium.yaml, schema.yaml
-//	party-i.yaml, party-i/{tls.pem, tls-key.pem, identity.key, data/}, secrets/party-i.pass
-//	<analyst>.yaml, <analyst>/{tls.pem, tls-key.pem, identity.key, data/}, secrets/<analyst>.pass
+//	party-i.yaml, party-i/{tls.pem, tls-key.sealed, identity.key, data/}, secrets/party-i.pass
+//	<analyst>.yaml, <analyst>/{tls.pem, tls-key.sealed, identity.key, data/}, secrets/<analyst>.pass
 //
 // Party i is "party-i" listening on Host:BasePort+i-1; an analyst's config
 // points at party-1. Identity keys are sealed with keystore under label
@@ -171,8 +172,18 @@ func Init(opts InitOptions) error {
 	if err := writeFile(filepath.Join(opts.Dir, CACertFile), caCert, 0o644); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(opts.Dir, CAKeyFile), caKey, 0o600); err != nil {
+	// the CA key is sealed with a passphrase of its own (the consortium
+	// operator's), like every member's keys with the member's
+	caPassRaw := make([]byte, 24)
+	if _, err := rand.Read(caPassRaw); err != nil {
+		return fmt.Errorf("consortium init: CA: %w", err)
+	}
+	caPass := []byte(hex.EncodeToString(caPassRaw))
+	if err := writeFile(filepath.Join(opts.Dir, CAPassFile), append(caPass, '\n'), 0o600); err != nil {
 		return err
+	}
+	if err := pki.WriteSealedKey(filepath.Join(opts.Dir, CAKeyFile), caPass, caKey, pki.CAKeyLabel); err != nil {
+		return fmt.Errorf("consortium init: CA: %w", err)
 	}
 
 	c := &Consortium{Name: opts.Name, Threshold: opts.Threshold, Parameters: opts.Parameters, CACert: string(caCert)}
@@ -349,14 +360,11 @@ func newMember(dir, id string, role pki.Role, hosts []string, caCert, caKey []by
 		return fail(err)
 	}
 	files := memberFiles{
-		tls:        config.TLSFiles{CA: CACertFile, Cert: id + "/tls.pem", Key: id + "/tls-key.pem"},
+		tls:        config.TLSFiles{CA: CACertFile, Cert: id + "/tls.pem", Key: id + "/tls-key.sealed"},
 		identity:   id + "/identity.key",
 		passphrase: SecretsDir + "/" + id + ".pass",
 	}
 	if err := writeFile(filepath.Join(dir, files.tls.Cert), cert, 0o644); err != nil {
-		return fail(err)
-	}
-	if err := writeFile(filepath.Join(dir, files.tls.Key), key, 0o600); err != nil {
 		return fail(err)
 	}
 	ident, err := identity.Generate(id)
@@ -373,6 +381,9 @@ func newMember(dir, id string, role pki.Role, hosts []string, caCert, caKey []by
 	}
 	pass := []byte(hex.EncodeToString(raw))
 	if err := writeFile(filepath.Join(dir, files.passphrase), append(pass, '\n'), 0o600); err != nil {
+		return fail(err)
+	}
+	if err := pki.WriteSealedKey(filepath.Join(dir, files.tls.Key), pass, key, pki.TLSKeyLabel); err != nil {
 		return fail(err)
 	}
 	if err := keystore.WriteFile(filepath.Join(dir, files.identity), pass, secret, IdentityLabel); err != nil {

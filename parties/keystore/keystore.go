@@ -68,6 +68,10 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
+// IsSealed reports whether b starts like a sealed file (the magic header);
+// it says nothing of whether b opens.
+func IsSealed(b []byte) bool { return bytes.HasPrefix(b, []byte(Magic)) }
+
 // Seal encrypts plaintext under passphrase, binding label as associated data.
 func Seal(passphrase, plaintext []byte, label string) ([]byte, error) {
 	if len(passphrase) == 0 {

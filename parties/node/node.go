@@ -95,7 +95,7 @@ func New(cfg *config.Party, log *slog.Logger) (*Node, error) {
 	if got := identity.EncodePublic(id.Public); got != me.IdentityKey {
 		return nil, fmt.Errorf("identity key %s does not match the consortium file's key for %s", cfg.Identity.KeyFile, cfg.ID)
 	}
-	creds, err := transport.LoadCredentials(cfg.TLS)
+	creds, err := transport.LoadCredentials(cfg.TLS, pass)
 	if err != nil {
 		return nil, err
 	}

@@ -36,19 +36,27 @@ type Credentials struct {
 	CA, Cert, Key []byte
 }
 
-// LoadCredentials reads the three PEM files a member's config names.
-func LoadCredentials(files config.TLSFiles) (Credentials, error) {
+// LoadCredentials reads the files a member's config names: the CA and
+// member certificates (PEM) and the member's TLS key, sealed (see
+// pki.WriteSealedKey) and opened here with the member's keystore
+// passphrase.
+func LoadCredentials(files config.TLSFiles, passphrase []byte) (Credentials, error) {
 	var c Credentials
 	for _, f := range []struct {
 		dst  *[]byte
 		path string
-	}{{&c.CA, files.CA}, {&c.Cert, files.Cert}, {&c.Key, files.Key}} {
+	}{{&c.CA, files.CA}, {&c.Cert, files.Cert}} {
 		b, err := os.ReadFile(f.path)
 		if err != nil {
 			return Credentials{}, fmt.Errorf("tls: %w", err)
 		}
 		*f.dst = b
 	}
+	key, err := pki.ReadSealedKey(files.Key, passphrase, pki.TLSKeyLabel)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("tls: %w", err)
+	}
+	c.Key = key
 	return c, nil
 }
 
