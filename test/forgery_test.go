@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
 	"github.com/synod-mpc/synod/parties/config"
 	"github.com/synod-mpc/synod/parties/identity"
 	"github.com/synod-mpc/synod/parties/keystore"
@@ -19,7 +20,9 @@ import (
 
 // TestForgedAndReplayedEnvelopes: a consortium party (valid mTLS
 // certificate) that sends a message in another party's name, or replays one,
-// is refused with a reason; the node keeps serving.
+// is refused with a reason; the node keeps serving. An envelope with a bad
+// signature for a running session aborts it naming the party whose
+// connection delivered it.
 func TestForgedAndReplayedEnvelopes(t *testing.T) {
 	c := newCluster(t, 3, 2, "ckks-n13")
 	// the TLS keys on disk are sealed: no PEM private key in the clear
@@ -79,6 +82,59 @@ func TestForgedAndReplayedEnvelopes(t *testing.T) {
 		t.Fatalf("party-2 after bad input: %v", err)
 	}
 
+	// An envelope with a bad signature for a running session, delivered
+	// over party-1's connection, aborts the session naming party-1: at the
+	// coordinator (party-2) directly, and at a party (party-3) that reports
+	// it to the coordinator.
+	seq := uint64(100)
+	for _, target := range []string{"party-2", "party-3"} {
+		t.Run("bad signature to "+target, func(t *testing.T) {
+			conn, err := transport.Dial(readAddress(t, c.partyConfig(2)), "party-2", memberCredentials(t, c.dir, "analyst"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			stream, err := synodv1.NewAnalystClient(conn).Setup(sctx, &synodv1.SetupRequest{Parameters: "ckks-n13"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, err := stream.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			session := first.GetSession()
+			seq++
+			env, err := wire.Seal(me, protocols.Message{Session: session, Kind: "dkg.deal", From: "party-1", Payload: []byte("x")}, seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env.Payload = []byte("y") // altered after signing
+			peers := transport.NewPeers(creds, map[string]string{target: readAddress(t, c.partyConfig(map[string]int{"party-2": 2, "party-3": 3}[target]))})
+			defer peers.Close()
+			if err := peers.Deliver(sctx, target, env); err == nil || !strings.Contains(err.Error(), "bad signature") {
+				t.Fatalf("altered envelope: want 'bad signature', got %v", err)
+			}
+			began := time.Now()
+			for ev := first; ; {
+				if ev.GetFinal() {
+					if !ev.GetFailed() || ev.GetParty() != "party-1" || !strings.Contains(ev.GetMessage(), "bad signature") {
+						t.Fatalf("session %s ended with %+v, want a failure naming party-1", session, ev)
+					}
+					t.Logf("aborted in %s: %s", time.Since(began).Round(time.Millisecond), ev.GetMessage())
+					break
+				}
+				if ev, err = stream.Recv(); err != nil {
+					t.Fatalf("session %s: %v", session, err)
+				}
+			}
+			// the coordinator still serves
+			if _, err := peers.Ping(sctx, target); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }
 
 // memberCredentials loads a member's TLS credentials from the consortium

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -40,9 +42,52 @@ func (n *Node) Deliver(stream grpc.ClientStreamingServer[synodv1.Chunk, synodv1.
 	}
 	if err := n.accept(env); err != nil {
 		n.log.Warn("refused envelope", "from_connection", caller, "kind", env.GetKind(), "sender", env.GetFrom(), "session", env.GetSession(), "error", err)
+		var bad *badSignature
+		if errors.As(err, &bad) {
+			n.abortForged(caller, env, err)
+		}
 		return status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	return stream.SendAndClose(&synodv1.DeliverAck{})
+}
+
+// badSignature is accept's error for an envelope whose signature does not
+// verify under its claimed sender's key.
+type badSignature struct{ err error }
+
+func (e *badSignature) Error() string { return e.err.Error() }
+func (e *badSignature) Unwrap() error { return e.err }
+
+// abortForged ends the session an envelope with a bad signature was for, if
+// this node coordinates it or takes part in it, naming caller: the party
+// whose authenticated connection delivered it either forged it or, as a
+// relay, altered it. A coordinator finishes the session with a fault of
+// caller (through its inbox, as if it had reported the failure to itself);
+// a party reports the failure to its session's coordinator and stops. An
+// envelope for a session this node does not know is only refused: a party
+// cannot end sessions it cannot name.
+func (n *Node) abortForged(caller string, env *synodv1.Envelope, err error) {
+	n.mu.Lock()
+	cs := n.coords[env.GetSession()]
+	ps := n.sessions[env.GetSession()]
+	n.mu.Unlock()
+	if cs == nil && ps == nil {
+		return
+	}
+	payload, _ := json.Marshal(sessionError{Party: caller,
+		Message: fmt.Sprintf("delivered over %s's connection an envelope that is not authentic: %v", caller, err)})
+	if cs != nil {
+		n.log.Warn("aborting session: envelope with a bad signature", "session", cs.id, "from_connection", caller)
+		if ierr := cs.toInbox(&synodv1.Envelope{Session: cs.id, Kind: kindSessionError, From: n.cfg.ID, To: n.cfg.ID, Payload: payload}); ierr != nil {
+			n.log.Warn("could not abort session", "session", cs.id, "error", ierr)
+		}
+		return
+	}
+	n.log.Warn("leaving session: envelope with a bad signature", "session", ps.id, "from_connection", caller, "coordinator", ps.coordinator)
+	if serr := n.send(ps, protocols.Message{Kind: kindSessionError, To: protocols.PartyID(ps.coordinator), Payload: payload}); serr != nil {
+		n.log.Warn("could not report failure", "session", ps.id, "error", serr)
+	}
+	ps.close()
 }
 
 // accept verifies and routes one envelope, whether it came from the network
@@ -59,7 +104,7 @@ func (n *Node) accept(env *synodv1.Envelope) error {
 	}
 	digest, err := wire.VerifyDigest(env, key)
 	if err != nil {
-		return err
+		return &badSignature{err}
 	}
 	replayKey := fmt.Sprintf("%s|%s|%d", env.GetFrom(), env.GetTo(), env.GetSeq())
 	n.mu.Lock()
