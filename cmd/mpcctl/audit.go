@@ -70,10 +70,12 @@ func newAuditCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// check is one audit check and its outcome.
+// check is one audit check and its outcome: ok, FAIL, or skipped because a
+// check it depends on did not pass.
 type check struct {
 	Name   string `json:"check"`
 	OK     bool   `json:"ok"`
+	Status string `json:"status"` // "ok", "FAIL" or "skipped"
 	Detail string `json:"detail"`
 }
 
@@ -86,28 +88,64 @@ type auditor struct {
 	checks  []check
 }
 
-func (a *auditor) add(name string, err error, detail string, args ...any) bool {
-	c := check{Name: name, OK: err == nil, Detail: fmt.Sprintf(detail, args...)}
+const (
+	statusOK      = "ok"
+	statusFail    = "FAIL"
+	statusSkipped = "skipped"
+)
+
+// run runs the check name unless one of the checks it needs did not pass,
+// in which case it is recorded as skipped, naming them. f returns the
+// detail printed on success.
+func (a *auditor) run(name string, needs []string, f func() (string, error)) bool {
+	var missing []string
+	for _, n := range needs {
+		if st := a.status(n); st != statusOK {
+			if st == "" {
+				st = "not run"
+			}
+			missing = append(missing, fmt.Sprintf("%s (%s)", n, st))
+		}
+	}
+	if len(missing) > 0 {
+		a.checks = append(a.checks, check{Name: name, Status: statusSkipped,
+			Detail: "skipped: needs " + strings.Join(missing, ", ")})
+		return false
+	}
+	detail, err := f()
+	c := check{Name: name, OK: err == nil, Status: statusOK, Detail: detail}
 	if err != nil {
-		c.Detail = err.Error()
+		c.Status, c.Detail = statusFail, err.Error()
 	}
 	a.checks = append(a.checks, c)
 	return err == nil
 }
 
-// include proves a tx's inclusion, trying each party's RPC as primary with
-// the others as witnesses, and returns the decoded, signature-checked tx.
+// status is the outcome of the check name, "" if it has not run.
+func (a *auditor) status(name string) string {
+	for _, c := range a.checks {
+		if c.Name == name {
+			return c.Status
+		}
+	}
+	return ""
+}
+
+// include proves a tx's inclusion, trying each party's RPC in turn as
+// primary with the others as witnesses, and returns the decoded,
+// signature-checked tx. A primary or witness that is down or misbehaves
+// makes it move on to the next primary; the error lists every attempt.
 func (a *auditor) include(ctx context.Context, txHash []byte, kind, session string) (*ledger.Tx, *ledger.Verified, error) {
-	var lastErr error
+	var errs []string
 	for i, primary := range a.rpcs {
 		witnesses := slices.Delete(slices.Clone(a.rpcs), i, i+1)
 		v, err := ledger.VerifyInclusion(ctx, []byte(a.cons.Chain.Genesis), primary, witnesses, txHash)
 		if err != nil {
-			lastErr = err
-			if strings.Contains(err.Error(), "connection refused") {
-				continue
+			errs = append(errs, fmt.Sprintf("primary %s: %v", primary, err))
+			if ctx.Err() != nil {
+				break
 			}
-			return nil, nil, err
+			continue
 		}
 		tx, err := ledger.DecodeTx(v.Tx)
 		if err != nil {
@@ -121,7 +159,7 @@ func (a *auditor) include(ctx context.Context, txHash []byte, kind, session stri
 		}
 		return tx, v, nil
 	}
-	return nil, nil, fmt.Errorf("no chain RPC reachable: %w", lastErr)
+	return nil, nil, fmt.Errorf("no chain RPC proved tx %X (%d tried): %s", txHash, len(errs), strings.Join(errs, "; "))
 }
 
 type setupBody struct {
@@ -156,10 +194,14 @@ func newAuditVerifyCmd(g *globals) *cobra.Command {
 		Long: `verify checks, trusting only the consortium file (the chain's genesis and the
 parties' identity keys):
   - the transcript's inclusion in a block, with CometBFT's light client,
+    at the receipt's height, and the receipt's Merkle inclusion proof
+    against that block's light-client-verified data hash,
   - the parties' setup records and the consortium BLS key they agree on,
   - the approval certificate against that key and the query that was run,
   - that the result held here hashes to what the transcript committed.
-It prints each check and exits non-zero if any fails.`,
+Every check runs unless one it depends on did not pass (it is then
+reported as skipped, naming it). It prints each check as ok, FAIL or skip
+and exits non-zero if any fails.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := config.LoadAnalyst(g.config, cmd.Flags())
@@ -171,27 +213,27 @@ It prints each check and exits non-zero if any fails.`,
 				return err
 			}
 			a.verify(args[0], cfg.DataDir)
-			failed := 0
+			failed, skipped := 0, 0
 			for _, c := range a.checks {
-				if !c.OK {
+				switch c.Status {
+				case statusFail:
 					failed++
+				case statusSkipped:
+					skipped++
 				}
 			}
 			if g.output == "json" {
 				enc := json.NewEncoder(os.Stdout)
 				enc.SetIndent("", "  ")
-				enc.Encode(map[string]any{"session": args[0], "ok": failed == 0, "checks": a.checks})
+				enc.Encode(map[string]any{"session": args[0], "ok": failed == 0 && skipped == 0, "checks": a.checks})
 			} else {
 				for _, c := range a.checks {
-					mark := "ok  "
-					if !c.OK {
-						mark = "FAIL"
-					}
+					mark := map[string]string{statusOK: "ok  ", statusFail: "FAIL", statusSkipped: "skip"}[c.Status]
 					fmt.Printf("%s  %-24s %s\n", mark, c.Name, c.Detail)
 				}
 			}
-			if failed > 0 {
-				return fmt.Errorf("%d of %d checks failed", failed, len(a.checks))
+			if failed > 0 || skipped > 0 {
+				return fmt.Errorf("%d of %d checks failed, %d skipped", failed, len(a.checks), skipped)
 			}
 			if g.output != "json" {
 				fmt.Printf("session %s verified\n", args[0])
@@ -223,54 +265,176 @@ func newAuditor(cfg *config.Analyst) (*auditor, error) {
 	return a, nil
 }
 
+// Names of the checks verify runs.
+const (
+	chkLocal       = "local result"
+	chkTranscript  = "transcript inclusion"
+	chkHeight      = "receipt height"
+	chkProof       = "receipt proof"
+	chkRecord      = "transcript record"
+	chkSetup       = "setup records"
+	chkApproval    = "approval inclusion"
+	chkApprovalRef = "approval reference"
+	chkCertificate = "approval certificate"
+	chkResult      = "result hash"
+)
+
+// verify runs every check; a check runs unless one it depends on did not
+// pass, so that one tampered item does not hide the state of the others.
 func (a *auditor) verify(session, dataDir string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	meta, ct, err := loadResult(dataDir, session)
-	if !a.add("local result", err, "result and receipt of session %s", session) {
-		return
-	}
+	var (
+		meta *synodv1.ResultMetadata
+		ct   []byte
+	)
+	a.run(chkLocal, nil, func() (string, error) {
+		var err error
+		if meta, ct, err = loadResult(dataDir, session); err != nil {
+			return "", err
+		}
+		if meta.GetReceipt() == nil {
+			return "", errors.New("the result has no receipt")
+		}
+		return fmt.Sprintf("result and receipt of session %s", session), nil
+	})
 	rc := meta.GetReceipt()
-	if rc == nil {
-		a.add("receipt", errors.New("the result has no receipt"), "")
-		return
-	}
-	// 1. The transcript is in the chain, at the height the receipt says.
-	ttx, v, err := a.include(ctx, rc.GetTxHash(), ledger.KindTranscript, session)
-	if !a.add("transcript inclusion", err, "tx %X in block %d (%s), light-client verified from genesis", rc.GetTxHash(), heightOf(v), timeOf(v)) {
-		return
-	}
-	if v.Height != rc.GetHeight() {
-		err = fmt.Errorf("receipt says height %d, the chain has the transcript at %d", rc.GetHeight(), v.Height)
-	}
-	a.add("receipt height", err, "height %d", v.Height)
+
+	// 1. The transcript the receipt points at is in the chain, at the
+	// height it says, and the receipt's inclusion proof leads to the
+	// light-client-verified block.
+	var (
+		ttx *ledger.Tx
+		tv  *ledger.Verified
+	)
+	a.run(chkTranscript, []string{chkLocal}, func() (string, error) {
+		var err error
+		if ttx, tv, err = a.include(ctx, rc.GetTxHash(), ledger.KindTranscript, session); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("tx %X in block %d (%s), light-client verified from genesis", rc.GetTxHash(), tv.Height, timeOf(tv)), nil
+	})
+	a.run(chkHeight, []string{chkTranscript}, func() (string, error) {
+		if tv.Height != rc.GetHeight() {
+			return "", fmt.Errorf("receipt says height %d, the chain has the transcript at %d", rc.GetHeight(), tv.Height)
+		}
+		return fmt.Sprintf("height %d", tv.Height), nil
+	})
+	a.run(chkProof, []string{chkTranscript}, func() (string, error) {
+		p := rc.GetInclusionProof()
+		if p == nil {
+			return "", errors.New("the receipt carries no inclusion proof")
+		}
+		err := ledger.VerifyProof(tv, &ledger.Proof{Height: rc.GetHeight(), RootHash: p.GetRootHash(), Data: p.GetData(),
+			Total: p.GetTotal(), Index: p.GetIndex(), LeafHash: p.GetLeafHash(), Aunts: p.GetAunts()})
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("Merkle proof (tx %d of %d) leads to the verified data hash %X of block %d", p.GetIndex()+1, p.GetTotal(), tv.DataHash, tv.Height), nil
+	})
+
+	// 2. The transcript's content. When the receipt does not lead to it,
+	// the session's transcript is looked up on the chain by session id
+	// (an unverified pointer) and proven like any other record.
 	var tr transcriptBody
-	if err := json.Unmarshal(ttx.Body, &tr); !a.add("transcript record", err, "recorded by %s: %d messages, data from %s", ttx.Sender, len(tr.Messages), strings.Join(tr.Contributors, ", ")) {
-		return
+	a.run(chkRecord, []string{chkLocal}, func() (string, error) {
+		how := "reached through the receipt"
+		if ttx == nil {
+			var err error
+			if ttx, err = a.sessionTranscript(ctx, session); err != nil {
+				return "", fmt.Errorf("the receipt does not lead to the transcript, and by session id: %w", err)
+			}
+			how = "found by session id (light-client verified)"
+		}
+		if err := json.Unmarshal(ttx.Body, &tr); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s; recorded by %s: %d messages, data from %s", how, ttx.Sender, len(tr.Messages), strings.Join(tr.Contributors, ", ")), nil
+	})
+
+	// 3. The setup: every party recorded the same consortium key.
+	var groupKey kyberPoint
+	setupID := rc.GetSetupSession()
+	if a.status(chkRecord) == statusOK {
+		setupID = tr.SetupID
 	}
-	// 2. The setup: every party recorded the same consortium key.
-	groupKey, err := a.setupKey(ctx, tr.SetupID)
-	if !a.add("setup records", err, "all %d parties recorded the same keys (setup %s)", len(a.cons.Parties()), tr.SetupID) {
-		return
+	a.run(chkSetup, []string{chkLocal}, func() (string, error) {
+		var err error
+		if groupKey, err = a.setupKey(ctx, setupID); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("all %d parties recorded the same keys (setup %s)", len(a.cons.Parties()), setupID), nil
+	})
+
+	// 4. The approval the receipt names is on the chain, it is the one the
+	// transcript names, and its certificate verifies.
+	var (
+		atx *ledger.Tx
+		ap  approvalBody
+	)
+	a.run(chkApproval, []string{chkLocal}, func() (string, error) {
+		tx, av, err := a.include(ctx, rc.GetApprovalTxHash(), ledger.KindApproval, session)
+		if err != nil {
+			return "", err
+		}
+		if err := json.Unmarshal(tx.Body, &ap); err != nil {
+			return "", fmt.Errorf("approval record: %w", err)
+		}
+		atx = tx
+		return fmt.Sprintf("tx %X in block %d", rc.GetApprovalTxHash(), av.Height), nil
+	})
+	a.run(chkApprovalRef, []string{chkRecord, chkApproval}, func() (string, error) {
+		approvalHash, _ := hex.DecodeString(tr.ApprovalTx)
+		switch {
+		case !bytes.Equal(approvalHash, rc.GetApprovalTxHash()):
+			return "", fmt.Errorf("transcript names approval %s, the receipt %X", tr.ApprovalTx, rc.GetApprovalTxHash())
+		case tr.SetupID != rc.GetSetupSession():
+			return "", fmt.Errorf("transcript names setup %s, the receipt %s", tr.SetupID, rc.GetSetupSession())
+		case ap.SpecDigest != tr.SpecDigest:
+			return "", errors.New("the approved query and the transcript's query differ")
+		case ap.Analyst != tr.Analyst:
+			return "", fmt.Errorf("approved for %s, transcript names %s", ap.Analyst, tr.Analyst)
+		}
+		return "the transcript and the receipt name the same approval, query, analyst and setup", nil
+	})
+	a.run(chkCertificate, []string{chkApproval, chkSetup}, func() (string, error) {
+		if err := a.checkApproval(session, atx, meta, groupKey); err != nil {
+			return "", err
+		}
+		return "threshold-BLS certificate verifies under the consortium key; same query as held here", nil
+	})
+
+	// 5. The result held here is the one the transcript committed.
+	a.run(chkResult, []string{chkRecord}, func() (string, error) {
+		got := sha256.Sum256(ct)
+		if hex.EncodeToString(got[:]) != tr.ResultDigest {
+			return "", fmt.Errorf("local result hashes to %x, the transcript committed %s", got, tr.ResultDigest)
+		}
+		return fmt.Sprintf("SHA-256 %x matches the transcript", got), nil
+	})
+}
+
+// sessionTranscript finds the session's transcript record on the chain and
+// proves its inclusion.
+func (a *auditor) sessionTranscript(ctx context.Context, session string) (*ledger.Tx, error) {
+	var recs []ledger.Record
+	if err := a.read(func(c ledger.Client) (err error) {
+		recs, err = c.Session(ctx, session)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("read session records: %w", err)
 	}
-	// 3. The approval certificate, on chain and held here, verifies.
-	approvalHash, _ := hex.DecodeString(tr.ApprovalTx)
-	if !bytes.Equal(approvalHash, rc.GetApprovalTxHash()) {
-		a.add("approval reference", fmt.Errorf("transcript names approval %s, the receipt %X", tr.ApprovalTx, rc.GetApprovalTxHash()), "")
-		return
+	var hashes [][]byte
+	for _, r := range recs {
+		if r.Tx.Kind == ledger.KindTranscript {
+			hashes = append(hashes, r.TxHash)
+		}
 	}
-	atx, av, err := a.include(ctx, approvalHash, ledger.KindApproval, session)
-	if !a.add("approval inclusion", err, "tx %X in block %d", approvalHash, heightOf(av)) {
-		return
+	if len(hashes) != 1 {
+		return nil, fmt.Errorf("the chain has %d transcript records of session %s", len(hashes), session)
 	}
-	a.add("approval certificate", a.checkApproval(session, atx, tr, meta, groupKey), "threshold-BLS certificate verifies under the consortium key; same query and analyst")
-	// 4. The result held here is the one the transcript committed.
-	got := sha256.Sum256(ct)
-	err = nil
-	if hex.EncodeToString(got[:]) != tr.ResultDigest {
-		err = fmt.Errorf("local result hashes to %x, the transcript committed %s", got, tr.ResultDigest)
-	}
-	a.add("result hash", err, "SHA-256 %x matches the transcript", got)
+	tx, _, err := a.include(ctx, hashes[0], ledger.KindTranscript, session)
+	return tx, err
 }
 
 func (a *auditor) setupKey(ctx context.Context, setupSession string) (kyberPoint, error) {
@@ -332,7 +496,9 @@ func (a *auditor) read(f func(ledger.Client) error) error {
 	return lastErr
 }
 
-func (a *auditor) checkApproval(session string, atx *ledger.Tx, tr transcriptBody, meta *synodv1.ResultMetadata, groupKey kyberPoint) error {
+// checkApproval checks the approval record's certificate against the
+// consortium key and the query and certificate held here.
+func (a *auditor) checkApproval(session string, atx *ledger.Tx, meta *synodv1.ResultMetadata, groupKey kyberPoint) error {
 	var ap approvalBody
 	if err := json.Unmarshal(atx.Body, &ap); err != nil {
 		return fmt.Errorf("approval record: %w", err)
@@ -342,15 +508,12 @@ func (a *auditor) checkApproval(session string, atx *ledger.Tx, tr transcriptBod
 		return fmt.Errorf("approval record: spec: %w", err)
 	}
 	specDigest := sha256.Sum256(spec)
-	if hex.EncodeToString(specDigest[:]) != ap.SpecDigest || ap.SpecDigest != tr.SpecDigest {
-		return fmt.Errorf("the approved query and the transcript's query differ")
+	if hex.EncodeToString(specDigest[:]) != ap.SpecDigest {
+		return fmt.Errorf("the approval record's query does not hash to its digest")
 	}
 	local, err := proto.MarshalOptions{Deterministic: true}.Marshal(meta.GetSpec())
 	if err != nil || !bytes.Equal(local, spec) {
 		return fmt.Errorf("the query held here is not the one approved")
-	}
-	if ap.Analyst != tr.Analyst {
-		return fmt.Errorf("approved for %s, transcript names %s", ap.Analyst, tr.Analyst)
 	}
 	cert, err := hex.DecodeString(ap.Certificate)
 	if err != nil {
@@ -363,13 +526,6 @@ func (a *auditor) checkApproval(session string, atx *ledger.Tx, tr transcriptBod
 		return fmt.Errorf("certificate does not verify under the consortium key: %w", err)
 	}
 	return nil
-}
-
-func heightOf(v *ledger.Verified) int64 {
-	if v == nil {
-		return 0
-	}
-	return v.Height
 }
 
 func timeOf(v *ledger.Verified) string {
