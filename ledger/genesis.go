@@ -1,7 +1,8 @@
 package ledger
 
 // Key and genesis generation for a new consortium chain (`mpcctl consortium
-// init`): one validator per party, every party with the same voting power.
+// init`): one validator per party and per validator-only member, all with
+// the same voting power.
 
 import (
 	"errors"
@@ -17,10 +18,12 @@ import (
 	"github.com/cometbft/cometbft/types"
 )
 
-// ValidatorPower is the voting power of every party's validator.
+// ValidatorPower is the voting power of every validator (party or
+// validator-only member).
 const ValidatorPower = 10
 
-// ValidatorFiles are one party's CometBFT identities.
+// ValidatorFiles are one validator's CometBFT identities (a party's or a
+// validator-only member's).
 //
 //   - NodeKey: node_key.json as CometBFT writes it (the p2p identity);
 //     secret, stays with the party.
@@ -58,10 +61,11 @@ func GenerateValidator() (ValidatorFiles, error) {
 	}, nil
 }
 
-// Genesis returns a genesis.json for chainID with one validator per party
-// (named by party id, sorted by it), all of power ValidatorPower, default
-// consensus parameters and the current time as genesis time. A party's
-// validator key is taken from PubKey, or from PrivValidatorKey when PubKey is
+// Genesis returns a genesis.json for chainID with one validator per entry
+// of validators (named by its member id, sorted by it: parties and
+// validator-only members alike), all of power ValidatorPower, default
+// consensus parameters and the current time as genesis time. A validator's
+// key is taken from PubKey, or from PrivValidatorKey when PubKey is
 // empty, so the genesis can be built from public keys alone.
 func Genesis(chainID string, validators map[string]ValidatorFiles) ([]byte, error) {
 	if chainID == "" {
@@ -85,10 +89,10 @@ func Genesis(chainID string, validators map[string]ValidatorFiles) ([]byte, erro
 	for _, id := range ids {
 		pub, err := validatorPubKey(validators[id])
 		if err != nil {
-			return nil, fmt.Errorf("ledger: genesis: party %q: %w", id, err)
+			return nil, fmt.Errorf("ledger: genesis: member %q: %w", id, err)
 		}
 		if other, dup := seen[string(pub.Bytes())]; dup {
-			return nil, fmt.Errorf("ledger: genesis: parties %q and %q have the same validator key", other, id)
+			return nil, fmt.Errorf("ledger: genesis: members %q and %q have the same validator key", other, id)
 		}
 		seen[string(pub.Bytes())] = id
 		doc.Validators = append(doc.Validators, types.GenesisValidator{

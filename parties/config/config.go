@@ -137,15 +137,26 @@ type Ledger struct {
 	FastBlocks       bool   `mapstructure:"fast_blocks" yaml:"fast_blocks,omitempty"`
 }
 
-// Party is a party node's configuration.
+// Roles of a node's configuration (key role): a party (the default), or a
+// validator-only member of the consortium chain, which runs the embedded
+// validator and nothing else.
+const (
+	RoleParty     = "party"
+	RoleValidator = "validator"
+)
+
+// Party is a party node's configuration. With Role RoleValidator it is the
+// configuration of a validator-only member: ID, Consortium, Keystore, Log,
+// Timeouts and Ledger only.
 type Party struct {
 	ID         string             `mapstructure:"id" yaml:"id"`
-	Listen     string             `mapstructure:"listen" yaml:"listen"`
+	Role       string             `mapstructure:"role" yaml:"role,omitempty"`
+	Listen     string             `mapstructure:"listen" yaml:"listen,omitempty"`
 	DataDir    string             `mapstructure:"data_dir" yaml:"data_dir"`
 	Consortium string             `mapstructure:"consortium" yaml:"consortium"`
 	Schema     string             `mapstructure:"schema" yaml:"schema,omitempty"` // consortium schema file; optional
-	TLS        TLSFiles           `mapstructure:"tls" yaml:"tls"`
-	Identity   IdentityFiles      `mapstructure:"identity" yaml:"identity"`
+	TLS        TLSFiles           `mapstructure:"tls" yaml:"tls,omitempty"`
+	Identity   IdentityFiles      `mapstructure:"identity" yaml:"identity,omitempty"`
 	Keystore   KeystoreSource     `mapstructure:"keystore" yaml:"keystore"`
 	Datasets   map[string]Dataset `mapstructure:"datasets" yaml:"datasets,omitempty"`
 	Log        Logging            `mapstructure:"log" yaml:"log"`
@@ -191,7 +202,7 @@ type schema struct {
 var partySchema = schema{
 	kind: "party",
 	defaults: map[string]any{
-		"id": nil, "listen": nil, "data_dir": DefaultDataDir, "consortium": nil, "schema": nil,
+		"id": nil, "role": RoleParty, "listen": nil, "data_dir": DefaultDataDir, "consortium": nil, "schema": nil,
 		"tls.ca": nil, "tls.cert": nil, "tls.key": nil,
 		"identity.key_file":         nil,
 		"keystore.passphrase_env":   DefaultPassphraseEnv,
@@ -625,6 +636,16 @@ func LoadParty(path string, flags *pflag.FlagSet) (*Party, error) {
 	if err := l.unmarshal(&p); err != nil {
 		return nil, err
 	}
+	switch p.Role {
+	case RoleParty:
+	case RoleValidator:
+		if err := l.validator(&p); err != nil {
+			return nil, err
+		}
+		return &p, nil
+	default:
+		return nil, l.errf("role", "%q is not one of %s, %s", p.Role, RoleParty, RoleValidator)
+	}
 	if err := l.common(&p.ID, &p.DataDir, &p.Consortium, &p.TLS, &p.Identity, &p.Keystore); err != nil {
 		return nil, err
 	}
@@ -655,21 +676,74 @@ func LoadParty(path string, flags *pflag.FlagSet) (*Party, error) {
 		}
 		p.Datasets[name] = d
 	}
+	if err := l.runtime(&p); err != nil {
+		return nil, err
+	}
+	if err := l.policy(&p.Policy); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// validator resolves and checks the configuration of a validator-only
+// member (role: validator): it runs the embedded chain validator and
+// nothing else, so it needs its id, the consortium file, the keystore
+// passphrase and the ledger section, and refuses the keys of a party's
+// data, policy, identity and gRPC service.
+func (l *loader) validator(p *Party) error {
+	p.DataDir = l.resolve("data_dir", p.DataDir)
+	p.Consortium = l.resolve("consortium", p.Consortium)
+	p.Keystore.PassphraseFile = l.resolve("keystore.passphrase_file", p.Keystore.PassphraseFile)
+	if err := l.required("id", p.ID); err != nil {
+		return err
+	}
+	if strings.ContainsAny(p.ID, " \t\n/\\") {
+		return l.errf("id", "%q contains whitespace or a path separator", p.ID)
+	}
+	if err := l.existingFile("consortium", p.Consortium); err != nil {
+		return err
+	}
+	if p.Keystore.PassphraseEnv == "" && p.Keystore.PassphraseFile == "" {
+		return fmt.Errorf("config %s: keys %q and %q are both empty: no source for the keystore passphrase", l.path, "keystore.passphrase_env", "keystore.passphrase_file")
+	}
+	for _, k := range []struct{ key, val string }{
+		{"listen", p.Listen}, {"schema", p.Schema}, {"tls.ca", p.TLS.CA}, {"tls.cert", p.TLS.Cert}, {"tls.key", p.TLS.Key},
+		{"identity.key_file", p.Identity.KeyFile},
+	} {
+		if k.val != "" {
+			return l.errf(k.key, "set, but a validator-only member (role: %s) serves no gRPC, holds no data and signs nothing: remove it", RoleValidator)
+		}
+	}
+	if _, ok := l.doc["datasets"]; ok || len(p.Datasets) > 0 {
+		return fmt.Errorf("config %s: key \"datasets\": a validator-only member (role: %s) holds no data: remove it", l.path, RoleValidator)
+	}
+	if pol := p.Policy; len(pol.Analysts) > 0 || len(pol.Columns) > 0 || pol.MinCohort != 0 || pol.DP != (policy.DP{}) {
+		return fmt.Errorf("config %s: key \"policy\": a validator-only member (role: %s) answers no query: remove it", l.path, RoleValidator)
+	}
+	if p.Ledger.Mode != "embedded" {
+		return l.errf("ledger.mode", "%q: a validator-only member runs the embedded validator, want embedded", p.Ledger.Mode)
+	}
+	return l.runtime(p)
+}
+
+// runtime checks the keys every node has, party or validator: logging,
+// timeouts and the ledger section (paths resolved).
+func (l *loader) runtime(p *Party) error {
 	switch p.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		return nil, l.errf("log.level", "%q is not one of debug, info, warn, error", p.Log.Level)
+		return l.errf("log.level", "%q is not one of debug, info, warn, error", p.Log.Level)
 	}
 	switch p.Log.Format {
 	case "text", "json":
 	default:
-		return nil, l.errf("log.format", "%q is not one of text, json", p.Log.Format)
+		return l.errf("log.format", "%q is not one of text, json", p.Log.Format)
 	}
 	if p.Timeouts.Peer <= 0 {
-		return nil, l.errf("timeouts.peer", "%v must be positive", p.Timeouts.Peer)
+		return l.errf("timeouts.peer", "%v must be positive", p.Timeouts.Peer)
 	}
 	if p.Timeouts.Session <= 0 {
-		return nil, l.errf("timeouts.session", "%v must be positive", p.Timeouts.Session)
+		return l.errf("timeouts.session", "%v must be positive", p.Timeouts.Session)
 	}
 	p.Ledger.Home = l.resolve("ledger.home", p.Ledger.Home)
 	p.Ledger.NodeKeyFile = l.resolve("ledger.node_key_file", p.Ledger.NodeKeyFile)
@@ -679,25 +753,22 @@ func LoadParty(path string, flags *pflag.FlagSet) (*Party, error) {
 		for key, val := range map[string]string{"ledger.home": p.Ledger.Home, "ledger.node_key_file": p.Ledger.NodeKeyFile,
 			"ledger.validator_key_file": p.Ledger.ValidatorKeyFile} {
 			if err := l.required(key, val); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		for key, val := range map[string]string{"ledger.p2p_listen": p.Ledger.P2PListen, "ledger.rpc_listen": p.Ledger.RPCListen} {
 			if err := l.hostPort(key, val); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	case "remote":
 		if err := l.hostPort("ledger.remote", p.Ledger.Remote); err != nil {
-			return nil, err
+			return err
 		}
 	default:
-		return nil, l.errf("ledger.mode", "%q is not one of embedded, remote", p.Ledger.Mode)
+		return l.errf("ledger.mode", "%q is not one of embedded, remote", p.Ledger.Mode)
 	}
-	if err := l.policy(&p.Policy); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return nil
 }
 
 // policy normalizes and checks the policy section: analysts given as one

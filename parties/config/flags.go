@@ -24,6 +24,7 @@ type flagKey struct{ key, help string }
 
 var partyFlagKeys = []flagKey{
 	{"id", "party id"},
+	{"role", "party (default) or validator: a validator-only member runs the consortium chain's validator and nothing else"},
 	{"listen", "address to serve gRPC on (host:port)"},
 	{"data_dir", "directory for the node's state"},
 	{"consortium", "consortium file"},

@@ -1,7 +1,7 @@
-// Package consortium describes a consortium: its members (parties and
-// analysts) with their addresses, identity keys and certificate
-// fingerprints, the decryption threshold, the engine parameter set and the
-// consortium CA. It reads and writes the consortium file (YAML) and creates
+// Package consortium describes a consortium: its members (parties,
+// analysts and validator-only members of the chain) with their addresses,
+// identity keys and certificate fingerprints, the decryption threshold,
+// the engine parameter set and the consortium CA. It reads and writes the consortium file (YAML) and creates
 // a complete local consortium for development and tests (Init).
 package consortium
 
@@ -26,19 +26,28 @@ import (
 // DefaultParameters is the engine parameter set used when none is named.
 const DefaultParameters = "ckks-n14"
 
+// RoleValidator is the role of a validator-only member: it runs a
+// validator of the consortium chain and nothing else. It holds no data and
+// no key share, takes no part in setup or queries, signs no transaction
+// and has no identity key, TLS certificate or gRPC address.
+const RoleValidator pki.Role = "validator"
+
 // Member is a consortium member.
 type Member struct {
 	ID   string   `yaml:"id"`
 	Role pki.Role `yaml:"role"`
-	// Address is host:port of a party's node; empty for analysts.
+	// Address is host:port of a party's node; empty for analysts and
+	// validators.
 	Address string `yaml:"address,omitempty"`
-	// IdentityKey is the hex edwards25519 identity public key.
-	IdentityKey string `yaml:"identity_key"`
-	// CertFingerprint is the hex SHA-256 of the member's TLS certificate (DER).
-	CertFingerprint string `yaml:"cert_fingerprint"`
-	// Validator of the consortium chain (parties only): its CometBFT p2p
-	// node id and address, and its RPC address, which auditors' light
-	// clients use as primary and witnesses.
+	// IdentityKey is the hex edwards25519 identity public key (parties and
+	// analysts).
+	IdentityKey string `yaml:"identity_key,omitempty"`
+	// CertFingerprint is the hex SHA-256 of the member's TLS certificate
+	// (DER) (parties and analysts).
+	CertFingerprint string `yaml:"cert_fingerprint,omitempty"`
+	// Validator of the consortium chain (parties and validators): its
+	// CometBFT p2p node id and address, and its RPC address, which
+	// auditors' light clients use as primary and witnesses.
 	NodeID     string `yaml:"node_id,omitempty"`
 	P2PAddress string `yaml:"p2p_address,omitempty"`
 	RPCAddress string `yaml:"rpc_address,omitempty"`
@@ -63,10 +72,11 @@ type Consortium struct {
 	Chain   *Chain   `yaml:"chain,omitempty"`
 }
 
-// RPCAddresses lists the chain RPC addresses of the parties, sorted by id.
+// RPCAddresses lists the chain RPC addresses of the parties, then of the
+// validator-only members, each sorted by id.
 func (c *Consortium) RPCAddresses() []string {
 	var out []string
-	for _, m := range c.Parties() {
+	for _, m := range append(c.Parties(), c.Validators()...) {
 		if m.RPCAddress != "" {
 			out = append(out, m.RPCAddress)
 		}
@@ -97,8 +107,9 @@ func Load(path string) (*Consortium, error) {
 
 // Validate checks the consortium: a name, a CA certificate, unique valid
 // member ids, known roles, parties' addresses (host:port, unique), valid and
-// unique identity keys, well-formed fingerprints, and 1 ≤ threshold ≤
-// number of parties. Each error names the member and the field.
+// unique identity keys and well-formed fingerprints of parties and
+// analysts, validators' chain addresses (and nothing else), and 1 ≤
+// threshold ≤ number of parties. Each error names the member and the field.
 func (c *Consortium) Validate() error {
 	if strings.TrimSpace(c.Name) == "" {
 		return errors.New("name: empty")
@@ -153,8 +164,13 @@ func (c *Consortium) Validate() error {
 			if m.Address != "" {
 				return fmt.Errorf("%s: address: analysts have no address (got %q)", where, m.Address)
 			}
+		case RoleValidator:
+			if err := validateValidator(m); err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+			continue
 		default:
-			return fmt.Errorf("%s: role: %q is not %q or %q", where, m.Role, pki.RoleParty, pki.RoleAnalyst)
+			return fmt.Errorf("%s: role: %q is not %q, %q or %q", where, m.Role, pki.RoleParty, pki.RoleAnalyst, RoleValidator)
 		}
 		if _, err := identity.DecodePublic(m.IdentityKey); err != nil {
 			return fmt.Errorf("%s: identity_key: %w", where, err)
@@ -176,6 +192,25 @@ func (c *Consortium) Validate() error {
 	}
 	if c.Parameters == "" {
 		return errors.New("parameters: empty")
+	}
+	return nil
+}
+
+// validateValidator checks a validator-only member: its chain node id, p2p
+// and RPC addresses, and none of a party's or analyst's fields.
+func validateValidator(m Member) error {
+	if len(m.NodeID) != 40 || !isHex(m.NodeID) {
+		return fmt.Errorf("node_id: %q is not 40 lowercase hex digits (a CometBFT node id)", m.NodeID)
+	}
+	for _, f := range [][2]string{{"p2p_address", m.P2PAddress}, {"rpc_address", m.RPCAddress}} {
+		if _, _, err := net.SplitHostPort(f[1]); err != nil {
+			return fmt.Errorf("%s: %q is not host:port: %v", f[0], f[1], err)
+		}
+	}
+	for _, f := range [][2]string{{"address", m.Address}, {"identity_key", m.IdentityKey}, {"cert_fingerprint", m.CertFingerprint}} {
+		if f[1] != "" {
+			return fmt.Errorf("%s: a validator-only member has none (it serves no gRPC and signs nothing), got %q", f[0], f[1])
+		}
 	}
 	return nil
 }
@@ -212,6 +247,19 @@ func (c *Consortium) Analysts() []Member {
 	}
 	sort.Slice(as, func(i, j int) bool { return as[i].ID < as[j].ID })
 	return as
+}
+
+// Validators returns the validator-only members, sorted by ID. (Every
+// party is a validator too; see RPCAddresses.)
+func (c *Consortium) Validators() []Member {
+	var vs []Member
+	for _, m := range c.Members {
+		if m.Role == RoleValidator {
+			vs = append(vs, m)
+		}
+	}
+	sort.Slice(vs, func(i, j int) bool { return vs[i].ID < vs[j].ID })
+	return vs
 }
 
 // PartyIDs returns the parties' ids, sorted.

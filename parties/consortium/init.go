@@ -47,9 +47,17 @@ type InitOptions struct {
 	Name      string // consortium name; default "synod"
 	Parties   int
 	Threshold int
-	Host      string // default 127.0.0.1
-	BasePort  int    // default 7401: party i listens on BasePort+i-1, its chain p2p on BasePort+100+i-1, its chain RPC on BasePort+200+i-1
-	Analysts  []string
+	// Validators is the number of validator-only members ("validator-1"
+	// ...): each runs a validator of the consortium chain and nothing else
+	// (no data, no key share, no part in setup or queries), so that the
+	// chain tolerates more faults than the parties alone give it.
+	Validators int
+	Host       string // default 127.0.0.1
+	// BasePort defaults to 7401: party i listens on BasePort+i-1, its chain
+	// p2p on BasePort+100+i-1, its chain RPC on BasePort+200+i-1; validator
+	// k has the chain ports of "party" Parties+k.
+	BasePort int
+	Analysts []string
 	// Parameters names the engine parameter set; default "ckks-n14".
 	Parameters string
 	// Datasets maps dataset name -> party id -> CSV path written into that
@@ -71,10 +79,13 @@ type InitOptions struct {
 //	consortium.yaml, schema.yaml
 //	party-i.yaml, party-i/{tls.pem, tls-key.sealed, identity.key, data/}, secrets/party-i.pass
 //	<analyst>.yaml, <analyst>/{tls.pem, tls-key.sealed, identity.key, data/}, secrets/<analyst>.pass
+//	validator-k.yaml, validator-k/chain/{node_key.sealed, validator_key.sealed}, secrets/validator-k.pass
 //
 // Party i is "party-i" listening on Host:BasePort+i-1; an analyst's config
-// points at party-1. Identity keys are sealed with keystore under label
-// "identity" and a random passphrase stored in the secrets directory. Paths
+// points at party-1. Every party and every validator-only member is a
+// validator of the chain, with equal power. Identity keys are sealed with
+// keystore under label "identity" (chain keys under their own labels) and a
+// random passphrase stored in the secrets directory. Paths
 // inside the configs are relative to the config files. Init refuses to
 // overwrite an existing consortium.yaml.
 func Init(opts InitOptions) error {
@@ -96,11 +107,15 @@ func Init(opts InitOptions) error {
 	if opts.BasePort == 0 {
 		opts.BasePort = DefaultPort
 	}
-	if opts.BasePort < 1 || opts.BasePort+ChainRPCPortOffset+opts.Parties-1 > 65535 {
-		return fmt.Errorf("consortium init: base port %d: ports %d-%d out of range", opts.BasePort, opts.BasePort, opts.BasePort+ChainRPCPortOffset+opts.Parties-1)
+	if opts.Validators < 0 {
+		return fmt.Errorf("consortium init: validators: %d, want 0 or more", opts.Validators)
 	}
-	if opts.Parties > ChainP2PPortOffset {
-		return fmt.Errorf("consortium init: at most %d parties on one host", ChainP2PPortOffset)
+	nodes := opts.Parties + opts.Validators
+	if opts.BasePort < 1 || opts.BasePort+ChainRPCPortOffset+nodes-1 > 65535 {
+		return fmt.Errorf("consortium init: base port %d: ports %d-%d out of range", opts.BasePort, opts.BasePort, opts.BasePort+ChainRPCPortOffset+nodes-1)
+	}
+	if nodes > ChainP2PPortOffset {
+		return fmt.Errorf("consortium init: at most %d parties and validators on one host", ChainP2PPortOffset)
 	}
 	if opts.Analysts == nil {
 		opts.Analysts = []string{DefaultAnalyst}
@@ -114,12 +129,18 @@ func Init(opts InitOptions) error {
 		partyIDs[i] = "party-" + strconv.Itoa(i+1)
 		isParty[partyIDs[i]] = true
 	}
+	validatorIDs := make([]string, opts.Validators)
+	isValidator := map[string]bool{}
+	for k := range validatorIDs {
+		validatorIDs[k] = "validator-" + strconv.Itoa(k+1)
+		isValidator[validatorIDs[k]] = true
+	}
 	seen := map[string]bool{}
 	for _, a := range opts.Analysts {
 		if err := pki.ValidID(a); err != nil {
 			return fmt.Errorf("consortium init: analyst: %w", err)
 		}
-		if isParty[a] || seen[a] || a == SecretsDir {
+		if isParty[a] || isValidator[a] || seen[a] || a == SecretsDir {
 			return fmt.Errorf("consortium init: analyst %q: name already used", a)
 		}
 		seen[a] = true
@@ -195,9 +216,12 @@ func Init(opts InitOptions) error {
 		return net.JoinHostPort(opts.Host, strconv.Itoa(opts.BasePort+ChainRPCPortOffset+i))
 	}
 
-	// Every party is a validator of the consortium chain, with equal power.
+	// Every party and every validator-only member is a validator of the
+	// consortium chain, with equal power. Chain node j (parties first) has
+	// the chain ports of index j.
+	chainIDs := append(slices.Clone(partyIDs), validatorIDs...)
 	validators := map[string]ledger.ValidatorFiles{}
-	for _, id := range partyIDs {
+	for _, id := range chainIDs {
 		v, err := ledger.GenerateValidator()
 		if err != nil {
 			return fmt.Errorf("consortium init: %s: %w", id, err)
@@ -244,28 +268,42 @@ func Init(opts InitOptions) error {
 	}
 
 	var peers []string
-	for i, id := range partyIDs {
-		peers = append(peers, validators[id].NodeID+"@"+p2pAddr(i))
+	for j, id := range chainIDs {
+		peers = append(peers, validators[id].NodeID+"@"+p2pAddr(j))
+	}
+	// chainNode seals node j's chain keys with its passphrase and returns
+	// its ledger section.
+	chainNode := func(j int, id, passFile string) (config.Ledger, error) {
+		pass, err := os.ReadFile(filepath.Join(opts.Dir, passFile))
+		if err != nil {
+			return config.Ledger{}, fmt.Errorf("consortium init: %w", err)
+		}
+		pass = bytes.TrimSpace(pass)
+		chainDir := id + "/chain"
+		if err := os.MkdirAll(filepath.Join(opts.Dir, chainDir), 0o700); err != nil {
+			return config.Ledger{}, fmt.Errorf("consortium init: %w", err)
+		}
+		if err := keystore.WriteFile(filepath.Join(opts.Dir, chainDir, "node_key.sealed"), pass, validators[id].NodeKey, NodeKeyLabel); err != nil {
+			return config.Ledger{}, fmt.Errorf("consortium init: %s: %w", id, err)
+		}
+		if err := keystore.WriteFile(filepath.Join(opts.Dir, chainDir, "validator_key.sealed"), pass, validators[id].PrivValidatorKey, ValidatorKeyLabel); err != nil {
+			return config.Ledger{}, fmt.Errorf("consortium init: %s: %w", id, err)
+		}
+		return config.Ledger{
+			Mode: "embedded", Home: chainDir, P2PListen: p2pAddr(j), RPCListen: rpcAddr(j),
+			NodeKeyFile: chainDir + "/node_key.sealed", ValidatorKeyFile: chainDir + "/validator_key.sealed",
+			Peers:      strings.Join(slices.Delete(slices.Clone(peers), j, j+1), ","),
+			FastBlocks: opts.FastBlocks,
+		}, nil
 	}
 	for i, id := range partyIDs {
 		m, files := made[i].m, made[i].files
 		m.Address = addr(i)
 		m.NodeID, m.P2PAddress, m.RPCAddress = validators[id].NodeID, p2pAddr(i), rpcAddr(i)
 		c.Members = append(c.Members, m)
-		pass, err := os.ReadFile(filepath.Join(opts.Dir, files.passphrase))
+		lc, err := chainNode(i, id, files.passphrase)
 		if err != nil {
-			return fmt.Errorf("consortium init: %w", err)
-		}
-		pass = bytes.TrimSpace(pass)
-		chainDir := id + "/chain"
-		if err := os.MkdirAll(filepath.Join(opts.Dir, chainDir), 0o700); err != nil {
-			return fmt.Errorf("consortium init: %w", err)
-		}
-		if err := keystore.WriteFile(filepath.Join(opts.Dir, chainDir, "node_key.sealed"), pass, validators[id].NodeKey, NodeKeyLabel); err != nil {
-			return fmt.Errorf("consortium init: %s: %w", id, err)
-		}
-		if err := keystore.WriteFile(filepath.Join(opts.Dir, chainDir, "validator_key.sealed"), pass, validators[id].PrivValidatorKey, ValidatorKeyLabel); err != nil {
-			return fmt.Errorf("consortium init: %s: %w", id, err)
+			return err
 		}
 		p := config.DefaultParty()
 		p.ID, p.Listen, p.Consortium, p.Schema = id, m.Address, FileName, SchemaFile
@@ -273,12 +311,7 @@ func Init(opts InitOptions) error {
 		p.TLS = files.tls
 		p.Identity.KeyFile = files.identity
 		p.Keystore.PassphraseFile = files.passphrase
-		p.Ledger = config.Ledger{
-			Mode: "embedded", Home: chainDir, P2PListen: p2pAddr(i), RPCListen: rpcAddr(i),
-			NodeKeyFile: chainDir + "/node_key.sealed", ValidatorKeyFile: chainDir + "/validator_key.sealed",
-			Peers:      strings.Join(slices.DeleteFunc(slices.Clone(peers), func(s string) bool { return strings.HasPrefix(s, validators[id].NodeID+"@") }), ","),
-			FastBlocks: opts.FastBlocks,
-		}
+		p.Ledger = lc
 		names := make([]string, 0, len(opts.Datasets))
 		for ds := range opts.Datasets {
 			names = append(names, ds)
@@ -295,6 +328,26 @@ func Init(opts InitOptions) error {
 			p.Datasets[ds] = config.Dataset{CSV: relTo(absDir, csv)}
 		}
 		if err := config.SaveParty(filepath.Join(opts.Dir, id+".yaml"), &p); err != nil {
+			return fmt.Errorf("consortium init: %w", err)
+		}
+	}
+	for k, id := range validatorIDs {
+		j := len(partyIDs) + k
+		c.Members = append(c.Members, Member{ID: id, Role: RoleValidator,
+			NodeID: validators[id].NodeID, P2PAddress: p2pAddr(j), RPCAddress: rpcAddr(j)})
+		passFile := SecretsDir + "/" + id + ".pass"
+		if err := writePassphrase(filepath.Join(opts.Dir, passFile)); err != nil {
+			return fmt.Errorf("consortium init: validator %q: %w", id, err)
+		}
+		lc, err := chainNode(j, id, passFile)
+		if err != nil {
+			return err
+		}
+		v := config.DefaultParty()
+		v.ID, v.Role, v.Consortium, v.DataDir = id, config.RoleValidator, FileName, id+"/data"
+		v.Keystore.PassphraseFile = passFile
+		v.Ledger = lc
+		if err := config.SaveParty(filepath.Join(opts.Dir, id+".yaml"), &v); err != nil {
 			return fmt.Errorf("consortium init: %w", err)
 		}
 	}
@@ -375,14 +428,14 @@ func newMember(dir, id string, role pki.Role, hosts []string, caCert, caKey []by
 	if err != nil {
 		return fail(err)
 	}
-	raw := make([]byte, 24)
-	if _, err := rand.Read(raw); err != nil {
+	if err := writePassphrase(filepath.Join(dir, files.passphrase)); err != nil {
 		return fail(err)
 	}
-	pass := []byte(hex.EncodeToString(raw))
-	if err := writeFile(filepath.Join(dir, files.passphrase), append(pass, '\n'), 0o600); err != nil {
+	pass, err := os.ReadFile(filepath.Join(dir, files.passphrase))
+	if err != nil {
 		return fail(err)
 	}
+	pass = bytes.TrimSpace(pass)
 	if err := pki.WriteSealedKey(filepath.Join(dir, files.tls.Key), pass, key, pki.TLSKeyLabel); err != nil {
 		return fail(err)
 	}
@@ -390,6 +443,16 @@ func newMember(dir, id string, role pki.Role, hosts []string, caCert, caKey []by
 		return fail(err)
 	}
 	return Member{ID: id, Role: role, IdentityKey: identity.EncodePublic(ident.Public), CertFingerprint: fp}, files, nil
+}
+
+// writePassphrase writes a fresh random keystore passphrase (48 hex
+// digits and a newline) to path, mode 0600.
+func writePassphrase(path string) error {
+	raw := make([]byte, 24)
+	if _, err := rand.Read(raw); err != nil {
+		return err
+	}
+	return writeFile(path, []byte(hex.EncodeToString(raw)+"\n"), 0o600)
 }
 
 func writeFile(path string, b []byte, mode os.FileMode) error {
