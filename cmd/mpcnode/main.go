@@ -1,6 +1,8 @@
 // Command mpcnode runs one Synod party node: it serves the node-to-node and
 // analyst gRPC services with mutual TLS, takes part in the consortium's key
-// generation and answers queries over its own data.
+// generation and answers queries over its own data. With a config of role
+// validator it runs a validator-only member: the consortium chain's
+// validator and nothing else.
 package main
 
 import (
@@ -30,7 +32,9 @@ func newRoot() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "mpcnode --config party.yaml",
 		Short: "Run a Synod party node",
-		Long: `mpcnode runs one party of a Synod consortium.
+		Long: `mpcnode runs one party of a Synod consortium, or, with a config of
+role validator (written by mpcctl consortium init --validators K), one
+validator-only member: the consortium chain's validator and nothing else.
 
 Every config key can be overridden by an environment variable SYNOD_<KEY>
 (dots become underscores, e.g. SYNOD_LISTEN, SYNOD_DATA_DIR, SYNOD_LOG_LEVEL)
@@ -54,12 +58,15 @@ file named by keystore.passphrase_file; it is never logged.`,
 				return err
 			}
 			log := newLogger(cfg.Log.Level, cfg.Log.Format)
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if cfg.Role == config.RoleValidator {
+				return node.RunValidator(ctx, cfg, log)
+			}
 			n, err := node.New(cfg, log)
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			return n.Serve(ctx)
 		},
 	}

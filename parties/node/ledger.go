@@ -4,15 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"strings"
 	"sync"
 
 	"go.dedis.ch/kyber/v3"
 
 	"github.com/synod-mpc/synod/ledger"
-	"github.com/synod-mpc/synod/parties/consortium"
-	"github.com/synod-mpc/synod/parties/keystore"
 )
 
 // startLedger connects the node to the consortium chain: in embedded mode
@@ -36,33 +32,12 @@ func (n *Node) startLedger() error {
 	if n.cons.Chain == nil {
 		return fmt.Errorf("ledger: consortium file %s has no chain section (genesis)", n.cfg.Consortium)
 	}
-	nodeKey, err := keystore.ReadFile(lc.NodeKeyFile, n.passphrase, consortium.NodeKeyLabel)
-	if err != nil {
-		return fmt.Errorf("ledger: node key %s: %w", lc.NodeKeyFile, err)
-	}
-	valKey, err := keystore.ReadFile(lc.ValidatorKeyFile, n.passphrase, consortium.ValidatorKeyLabel)
-	if err != nil {
-		return fmt.Errorf("ledger: validator key %s: %w", lc.ValidatorKeyFile, err)
-	}
 	members := map[string]kyber.Point{}
 	for id, k := range n.keys {
 		members[id] = k
 	}
-	app, err := ledger.NewApp(members, filepath.Join(lc.Home, "app"))
+	emb, app, err := startEmbedded(n.cfg, n.cons, n.passphrase, members, n.log)
 	if err != nil {
-		return fmt.Errorf("ledger: %w", err)
-	}
-	var peers []string
-	if lc.Peers != "" {
-		peers = strings.Split(lc.Peers, ",")
-	}
-	emb, err := ledger.StartEmbedded(ledger.EmbeddedConfig{
-		Home: lc.Home, Moniker: n.cfg.ID, ChainID: n.cons.Chain.ID, Genesis: []byte(n.cons.Chain.Genesis),
-		NodeKey: nodeKey, PrivValidatorKey: valKey, P2PListen: lc.P2PListen, RPCListen: lc.RPCListen,
-		PersistentPeers: peers, FastBlocks: lc.FastBlocks,
-	}, app, n.log.With("component", "cometbft"))
-	if err != nil {
-		app.Close()
 		return err
 	}
 	n.chain, n.embedded, n.app = newGuardedChain(emb.Client()), emb, app

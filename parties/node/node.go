@@ -72,11 +72,17 @@ type Node struct {
 // the consortium file, its own membership, its sealed identity, its
 // certificates and every dataset it declares.
 func New(cfg *config.Party, log *slog.Logger) (*Node, error) {
+	if cfg.Role == config.RoleValidator {
+		return nil, fmt.Errorf("config %s: role %q: a validator-only member runs with RunValidator, not as a party", cfg.Path(), cfg.Role)
+	}
 	cons, err := consortium.Load(cfg.Consortium)
 	if err != nil {
 		return nil, err
 	}
 	me, ok := cons.Member(cfg.ID)
+	if ok && me.Role == consortium.RoleValidator {
+		return nil, fmt.Errorf("config: %q is a validator-only member of consortium %s (%s): its config needs role: %s", cfg.ID, cons.Name, cfg.Consortium, config.RoleValidator)
+	}
 	if !ok || me.Role != "party" {
 		return nil, fmt.Errorf("config: id %q is not a party of consortium %s (%s)", cfg.ID, cons.Name, cfg.Consortium)
 	}

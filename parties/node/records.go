@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -83,9 +84,15 @@ func (n *Node) record(ctx context.Context, kind, session string, body any) (*led
 	if err := tx.Sign(ledger.KeySigner{Private: n.id.Secret}); err != nil {
 		return nil, fmt.Errorf("ledger: sign %s record: %w", kind, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 3*n.cfg.Timeouts.Peer)
+	timeout := 3 * n.cfg.Timeouts.Peer
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	r, err := n.chain.Commit(ctx, tx)
+	r, err := n.chain.Commit(cctx, tx)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		// The chain commits only with more than 2/3 of its voting power up:
+		// a stalled chain looks like a timeout from here.
+		return nil, fmt.Errorf("ledger: the chain did not commit the %s record of session %s within %s: is more than 2/3 of the validator set up? (%w)", kind, session, timeout, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ledger: record %s of session %s: %w", kind, session, err)
 	}
