@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -293,4 +294,137 @@ func (c *cluster) query(args ...string) (*queryJSON, error) {
 		return nil, fmt.Errorf("query output %q: %w", out, err)
 	}
 	return &q, nil
+}
+
+// validatorSet is the validator-only members of a cluster (validator-k
+// for k = 1..len(procs)), each its own mpcnode process.
+type validatorSet struct {
+	c     *cluster
+	procs []*exec.Cmd
+	logs  []*logBuffer
+}
+
+// newClusterWithValidators is newCluster with `--validators k`: the k
+// validator-only members are started first, then the n parties; it
+// returns once the validators' chain RPC answers and every party is
+// reachable.
+func newClusterWithValidators(t testing.TB, n, threshold, k int, params string) (*cluster, *validatorSet) {
+	t.Helper()
+	c := &cluster{t: t, dir: t.TempDir(), n: n}
+	c.analyst = filepath.Join(c.dir, "analyst.yaml")
+	args := []string{"consortium", "init", "--dir", c.dir, "--parties", fmt.Sprint(n), "--threshold", fmt.Sprint(threshold),
+		"--validators", fmt.Sprint(k), "--base-port", fmt.Sprint(freeBasePort(t, n+k)), "--fast-blocks",
+		"--dataset", "patients=" + filepath.Join(repoRoot(), "configs/sample/patients-party-{i}.csv")}
+	if params != "" {
+		args = append(args, "--parameters", params)
+	}
+	if out, err := c.ctl(args...); err != nil {
+		t.Fatalf("consortium init: %v\n%s", err, out)
+	}
+	vs := &validatorSet{c: c, procs: make([]*exec.Cmd, k), logs: make([]*logBuffer, k)}
+	for i := 1; i <= k; i++ {
+		vs.start(i)
+	}
+	t.Cleanup(vs.stopAll) // after the parties' cleanup (LIFO)
+	for i := 1; i <= n; i++ {
+		c.start(i, "mpcnode")
+	}
+	t.Cleanup(c.stopAll)
+	vs.waitUp()
+	c.waitReachable(n)
+	return c, vs
+}
+
+func (vs *validatorSet) config(i int) string {
+	return filepath.Join(vs.c.dir, fmt.Sprintf("validator-%d.yaml", i))
+}
+
+// start runs validator-only member i.
+func (vs *validatorSet) start(i int) {
+	cmd := exec.Command(filepath.Join(binDir, "mpcnode"), "--config", vs.config(i))
+	log := new(logBuffer)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		vs.c.t.Fatalf("start validator-%d: %v", i, err)
+	}
+	vs.procs[i-1], vs.logs[i-1] = cmd, log
+}
+
+// stop ends validator-only member i's process.
+func (vs *validatorSet) stop(i int) {
+	cmd := vs.procs[i-1]
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+	vs.procs[i-1] = nil
+	if strings.Contains(vs.logs[i-1].String(), "panic:") {
+		vs.c.t.Errorf("validator-%d panicked", i)
+	}
+}
+
+func (vs *validatorSet) stopAll() {
+	for i := range vs.procs {
+		vs.stop(i + 1)
+	}
+	if vs.c.t.Failed() {
+		for i, l := range vs.logs {
+			if l != nil {
+				vs.c.t.Logf("---- validator-%d log ----\n%s", i+1, l.String())
+			}
+		}
+	}
+}
+
+// waitUp waits until every running validator-only member's chain RPC
+// answers /health (a validator serves no gRPC).
+func (vs *validatorSet) waitUp() {
+	deadline := time.Now().Add(60 * time.Second)
+	for i, cmd := range vs.procs {
+		if cmd == nil {
+			continue
+		}
+		url := "http://" + readYAMLKey(vs.c.t, vs.config(i+1), "rpc_listen") + "/health"
+		for {
+			resp, err := http.Get(url)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if cmd.Process.Signal(syscall.Signal(0)) != nil {
+				vs.c.t.Fatalf("validator-%d exited:\n%s", i+1, vs.logs[i].String())
+			}
+			if time.Now().After(deadline) {
+				vs.c.t.Fatalf("validator-%d: chain RPC %s not up after 60s (last error: %v)", i+1, url, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// readYAMLKey returns the value of the first line "key: value" of a
+// config file, at any indentation.
+func readYAMLKey(t testing.TB, path, key string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == key {
+			return strings.Trim(strings.TrimSpace(v), `"'`)
+		}
+	}
+	t.Fatalf("%s: no key %q", path, key)
+	return ""
 }

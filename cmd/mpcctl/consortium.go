@@ -27,7 +27,14 @@ one config per party and for the analyst, and the consortium file.
 --dataset NAME=PATTERN declares a CSV dataset for every party; "{i}" in
 PATTERN is replaced by the party's number (1..N). Every dataset must be in
 the consortium schema (--schema, default the shipped configs/schema.yaml),
-which is copied to DIR/schema.yaml; each node checks its data against it.`,
+which is copied to DIR/schema.yaml; each node checks its data against it.
+
+Every party is a validator of the consortium chain, and a BFT chain of n
+validators commits only with more than 2n/3 of them up. --validators K adds
+K validator-only members (validator-1..K, config DIR/validator-k.yaml, run
+with mpcnode like a party): each runs a validator of the chain and nothing
+else (no data, no key share, no part in setup or queries), so that the chain
+survives as many parties down as the threshold does.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Datasets = map[string]map[string]string{}
@@ -52,7 +59,9 @@ which is copied to DIR/schema.yaml; each node checks its data against it.`,
 			if err := consortium.Init(opts); err != nil {
 				return err
 			}
-			summary := map[string]any{"dir": opts.Dir, "parties": opts.Parties, "threshold": opts.Threshold,
+			n := opts.Parties + opts.Validators
+			summary := map[string]any{"dir": opts.Dir, "parties": opts.Parties, "threshold": opts.Threshold, "validators": opts.Validators,
+				"chain_validators": n, "chain_quorum": 2*n/3 + 1,
 				"consortium": filepath.Join(opts.Dir, "consortium.yaml"), "analyst_config": filepath.Join(opts.Dir, "analyst.yaml")}
 			if g.output == "json" {
 				return json.NewEncoder(os.Stdout).Encode(summary)
@@ -61,6 +70,11 @@ which is copied to DIR/schema.yaml; each node checks its data against it.`,
 			for i := 1; i <= opts.Parties; i++ {
 				fmt.Printf("  start party %d:  mpcnode --config %s\n", i, filepath.Join(opts.Dir, fmt.Sprintf("party-%d.yaml", i)))
 			}
+			for k := 1; k <= opts.Validators; k++ {
+				fmt.Printf("  start validator %d: mpcnode --config %s\n", k, filepath.Join(opts.Dir, fmt.Sprintf("validator-%d.yaml", k)))
+			}
+			fmt.Printf("  a query needs %d live parties and %d of the chain's %d validators (%d parties + %d validator-only)\n",
+				opts.Threshold, 2*n/3+1, n, opts.Parties, opts.Validators)
 			fmt.Printf("  analyst:        mpcctl --config %s setup\n", filepath.Join(opts.Dir, "analyst.yaml"))
 			return nil
 		},
@@ -69,6 +83,7 @@ which is copied to DIR/schema.yaml; each node checks its data against it.`,
 	f.StringVar(&opts.Dir, "dir", "", "directory to write the consortium into (required)")
 	f.IntVar(&opts.Parties, "parties", 3, "number of parties")
 	f.IntVar(&opts.Threshold, "threshold", 2, "parties needed to decrypt")
+	f.IntVar(&opts.Validators, "validators", 0, "validator-only members of the chain (validator-1..K): no data, no key share")
 	f.IntVar(&opts.BasePort, "base-port", 7401, "party i listens on base-port+i-1")
 	f.StringVar(&opts.Host, "host", "127.0.0.1", "host the parties listen on")
 	f.StringVar(&opts.Parameters, "parameters", "", "parameter set (default ckks-n14)")
