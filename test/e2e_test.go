@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
 	"github.com/synod-mpc/synod/parties/datasource"
+	"github.com/synod-mpc/synod/parties/keystore"
 	"github.com/synod-mpc/synod/parties/pki"
 	"github.com/synod-mpc/synod/parties/query"
 	"github.com/synod-mpc/synod/parties/transport"
@@ -151,6 +153,38 @@ func TestConsortium(t *testing.T) {
 			if len(b) < 1024 || len(pub) < 1024 {
 				t.Fatalf("party-%d: implausible key files (%d, %d bytes)", i, len(b), len(pub))
 			}
+		}
+		// No private key anywhere in the consortium directory in the
+		// clear: identity keys and every *.sealed file are keystore files,
+		// and no file (chain state included) holds a PEM private key or a
+		// CometBFT key file.
+		sealed := 0
+		err := filepath.WalkDir(c.dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			if strings.HasSuffix(path, ".sealed") || d.Name() == "identity.key" {
+				if !bytes.HasPrefix(b, []byte(keystore.Magic)) {
+					t.Errorf("%s: not a keystore file", path)
+				}
+				sealed++
+			}
+			if bytes.Contains(b, []byte("PRIVATE KEY")) || bytes.Contains(b, []byte(`"priv_key"`)) {
+				t.Errorf("%s: holds a private key in the clear", path)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Per party: identity, TLS, chain node and validator keys, setup
+		// secrets; the analyst's identity and TLS keys; the CA key.
+		if want := 4*5 + 2 + 1; sealed < want {
+			t.Errorf("%d sealed files, want at least %d", sealed, want)
 		}
 	})
 
