@@ -25,7 +25,7 @@ demo:
 ## filtering+encoding and CSV loading of 10^6 rows in process
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/ -v | tee bench.out
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./engine/ ./protocols/
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./engine/ ./protocols/ && $(GO) test -run '^$$' -bench Commit -benchtime 40x ./ledger/
 	$(GO) test -run '^$$' -bench MillionRows -benchtime 5x ./parties/query/ ./parties/datasource/
 
 ## bench-infer: private prediction, logistic regression with 30 features,

@@ -37,10 +37,13 @@ import (
 // An empty RPCListen runs no RPC server: Client still works in process, but
 // remote clients, witnesses and light clients cannot reach this node.
 //
-// FastBlocks is for tests and benchmarks: short consensus timeouts and an
-// empty block at least every second. Otherwise the node uses CometBFT's
-// default timeouts and makes no empty blocks (a block is made when there are
-// transactions, plus the one following block that carries their app hash).
+// FastBlocks is for tests, benchmarks and local demos on one machine or a
+// LAN: short consensus timeouts and 1 ms gossip and flush intervals, so that
+// a tx is committed in a few milliseconds plus the machine's scheduling
+// delays. Otherwise the node uses CometBFT's default timeouts and
+// intervals. Either way it makes no empty blocks: a block is made when there
+// are transactions, plus the one following block that carries their app
+// hash.
 type EmbeddedConfig struct {
 	Home             string
 	Moniker          string
@@ -124,6 +127,10 @@ func StartEmbedded(c EmbeddedConfig, app *App, logger *slog.Logger) (*Embedded, 
 	// address book is also never started, so nothing writes it after Stop.)
 	conf.P2P.PexReactor = false
 	conf.RPC.ListenAddress = tcpAddr(c.RPCListen)
+	// Production keeps CometBFT's defaults, made for validators across a
+	// WAN: 3 s propose timeout, 1 s commit timeout (at most a block a
+	// second), 100 ms gossip sleep and 100 ms flush throttle (a tx takes a
+	// few hundred milliseconds to commit); an idle chain makes no block.
 	conf.Consensus.CreateEmptyBlocks = false
 	if c.FastBlocks {
 		cc := conf.Consensus
@@ -133,13 +140,26 @@ func StartEmbedded(c EmbeddedConfig, app *App, logger *slog.Logger) (*Embedded, 
 		cc.TimeoutPrevoteDelta = 50 * time.Millisecond
 		cc.TimeoutPrecommit = 100 * time.Millisecond
 		cc.TimeoutPrecommitDelta = 50 * time.Millisecond
-		cc.TimeoutCommit = 50 * time.Millisecond
+		// With SkipTimeoutCommit the next height starts as soon as every
+		// precommit is in; the timeout only bounds the wait for a late
+		// one, during which a new tx would wait too.
+		cc.TimeoutCommit = 10 * time.Millisecond
 		cc.SkipTimeoutCommit = true
-		cc.PeerGossipSleepDuration = 10 * time.Millisecond
+		// Every hop of a block (proposal and parts, prevotes, precommits)
+		// waits for the sending peer's gossip routine, which sleeps this
+		// long when it has nothing to send, and then for the connection's
+		// flush throttle: 10 ms each made a block ~50 ms on loopback. At
+		// 1 ms an idle 4-validator chain costs a few percent of a core.
+		cc.PeerGossipSleepDuration = 1 * time.Millisecond
 		cc.PeerQueryMaj23SleepDuration = 250 * time.Millisecond
-		cc.CreateEmptyBlocks = true
-		cc.CreateEmptyBlocksInterval = time.Second
-		conf.P2P.FlushThrottleTimeout = 10 * time.Millisecond
+		conf.P2P.FlushThrottleTimeout = 1 * time.Millisecond
+		// No empty blocks here either: a tx is proposed as soon as it
+		// reaches the proposer's mempool whether or not empty blocks are
+		// on (CometBFT waits for txs unless the interval is 0, which would
+		// make blocks back to back), and the block after a tx's block,
+		// which carries the new app hash, is made at once regardless.
+		// Empty blocks only cost CPU and sometimes made a tx wait for one.
+		cc.CreateEmptyBlocks = false
 	}
 	if err := conf.ValidateBasic(); err != nil {
 		return nil, fmt.Errorf("ledger: start embedded: config: %w", err)
