@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -224,6 +225,66 @@ func (r *rpcClient) awaitIndexed(ctx context.Context, hash []byte) {
 		case <-time.After(500 * time.Microsecond):
 		}
 	}
+}
+
+// ErrNoEvents is returned by WatchBlocks when the client hears of no
+// events (a remote client): the caller polls instead.
+var ErrNoEvents = errors.New("ledger: this client receives no block events")
+
+// BlockWatcher is implemented by the Clients that hear of each block as
+// their node commits it: NewClient's over a local client, i.e. the embedded
+// validator's.
+type BlockWatcher interface {
+	// WatchBlocks returns a channel that receives the height of the blocks
+	// the node commits from now on, each sent once the App has committed
+	// the block's state (so a read that follows sees it). A slow reader
+	// misses heights but always gets the latest. The channel is closed
+	// when ctx ends or the node stops. stop ends the watch; it must be
+	// called, and may be called more than once.
+	WatchBlocks(ctx context.Context) (blocks <-chan int64, stop func(), err error)
+}
+
+// WatchBlocks implements BlockWatcher; it returns ErrNoEvents when the
+// client is not a local one.
+func (r *rpcClient) WatchBlocks(ctx context.Context) (<-chan int64, func(), error) {
+	if r.bus == nil {
+		return nil, nil, ErrNoEvents
+	}
+	subscriber := fmt.Sprintf("synod-ledger-blocks-%d", subscriberSeq.Add(1))
+	q := types.EventQueryNewBlockHeader
+	sub, err := r.bus.Subscribe(ctx, subscriber, q, 8)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ledger: watch blocks: %w", err)
+	}
+	out := make(chan int64, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case msg := <-sub.Out():
+				h, ok := msg.Data().(types.EventDataNewBlockHeader)
+				if !ok {
+					continue
+				}
+				select { // keep only the latest height; this is the only sender
+				case <-out:
+				default:
+				}
+				out <- h.Header.Height
+			case <-sub.Canceled():
+				return
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			}
+		}
+	}()
+	return out, sync.OnceFunc(func() {
+		close(done)
+		r.unsubscribe(subscriber, q)
+	}), nil
 }
 
 func (r *rpcClient) query(ctx context.Context, path string, v any) error {

@@ -135,3 +135,28 @@ func (g *guardedChain) Records(ctx context.Context, kind string) ([]ledger.Recor
 	defer done()
 	return g.c.Records(ctx, kind)
 }
+
+// WatchBlocks implements ledger.BlockWatcher over the embedded validator's
+// client (ledger.ErrNoEvents otherwise). The watch is ended by close like
+// any call, but does not hold close back: it reads no store, and a reader
+// holding it may still call the chain's other methods.
+func (g *guardedChain) WatchBlocks(ctx context.Context) (<-chan int64, func(), error) {
+	w, ok := g.c.(ledger.BlockWatcher)
+	if !ok {
+		return nil, nil, ledger.ErrNoEvents
+	}
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.closed {
+		return nil, nil, errLedgerStopped
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	unlink := context.AfterFunc(g.ctx, cancel)
+	blocks, stop, err := w.WatchBlocks(ctx)
+	if err != nil {
+		unlink()
+		cancel()
+		return nil, nil, err
+	}
+	return blocks, func() { stop(); unlink(); cancel() }, nil
+}
