@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/tuneinsight/lattigo/v5/he/hefloat"
 )
@@ -106,6 +107,23 @@ func ParametersByName(name string) (Parameters, error) {
 	if name == "" {
 		name = DefaultParameters
 	}
+	if p, ok := builtParameters.Load(name); ok {
+		return p.(Parameters), nil
+	}
+	p, err := buildParameters(name)
+	if err != nil {
+		return Parameters{}, err
+	}
+	builtParameters.Store(name, p)
+	return p, nil
+}
+
+// builtParameters caches each parameter set once built: building one
+// precomputes its rings' NTT tables (tens of milliseconds at LogN=14), and
+// lattigo's parameters are immutable, so every caller can share them.
+var builtParameters sync.Map // name → Parameters
+
+func buildParameters(name string) (Parameters, error) {
 	set, ok := parameterSets[name]
 	if !ok {
 		return Parameters{}, fmt.Errorf("unknown parameter set %q (known: %s)", name, strings.Join(ParameterNames(), ", "))

@@ -98,8 +98,8 @@ func (n *Node) newCoordSession(parent context.Context, participants []string) *c
 // outbound is an envelope on its way to one party, encoded once for all
 // the parties a broadcast goes to.
 type outbound struct {
-	kind    string
-	encoded []byte
+	kind  string
+	parts [][]byte // wire.EnvelopeParts
 }
 
 func (cs *coordSession) relayTo(party string, q chan outbound) {
@@ -113,7 +113,7 @@ func (cs *coordSession) relayTo(party string, q chan outbound) {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(cs.ctx, cs.n.cfg.Timeouts.Peer*6)
-			err := cs.n.peers.DeliverEncoded(ctx, party, out.kind, out.encoded)
+			err := cs.n.peers.DeliverParts(ctx, party, out.kind, out.parts)
 			cancel()
 			if err != nil {
 				failed = true
@@ -203,11 +203,8 @@ func (cs *coordSession) receive(env *synodv1.Envelope, digest []byte) error {
 			}
 			continue
 		}
-		if out.encoded == nil {
-			var err error
-			if out, err = encodeOutbound(env); err != nil {
-				return fmt.Errorf("session %s: %w", cs.id, err)
-			}
+		if out.parts == nil {
+			out = outbound{kind: kind, parts: wire.EnvelopeParts(env)}
 		}
 		select {
 		case cs.queues[p] <- out:
@@ -216,14 +213,6 @@ func (cs *coordSession) receive(env *synodv1.Envelope, digest []byte) error {
 		}
 	}
 	return nil
-}
-
-func encodeOutbound(env *synodv1.Envelope) (outbound, error) {
-	b, err := wire.EncodeEnvelope(env)
-	if err != nil {
-		return outbound{}, fmt.Errorf("encode %s from %s: %w", env.GetKind(), env.GetFrom(), err)
-	}
-	return outbound{kind: env.GetKind(), encoded: b}, nil
 }
 
 func (cs *coordSession) toInbox(env *synodv1.Envelope) error {
@@ -254,22 +243,18 @@ func (cs *coordSession) recipients(env *synodv1.Envelope) []string {
 // post sends a coordinator request to one participant (possibly this node).
 func (cs *coordSession) post(to, kind string, payload []byte) error {
 	m := protocols.Message{Session: cs.id, Kind: protocols.Kind(kind), From: protocols.PartyID(cs.n.cfg.ID), To: protocols.PartyID(to), Payload: payload}
-	env, err := wire.Seal(cs.n.id, m, cs.n.seq.Add(1))
+	env, digest, err := wire.SealDigest(cs.n.id, m, cs.n.seq.Add(1))
 	if err != nil {
 		return err
 	}
 	cs.mu.Lock()
-	cs.transcript = append(cs.transcript, wire.Digest(env))
+	cs.transcript = append(cs.transcript, digest)
 	cs.mu.Unlock()
 	if to == cs.n.cfg.ID {
 		return cs.n.partyReceive(env)
 	}
-	out, err := encodeOutbound(env)
-	if err != nil {
-		return err
-	}
 	select {
-	case cs.queues[to] <- out:
+	case cs.queues[to] <- outbound{kind: kind, parts: wire.EnvelopeParts(env)}:
 		return nil
 	default:
 		return fmt.Errorf("relay queue to %s is full", to)

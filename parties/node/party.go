@@ -340,15 +340,28 @@ func (n *Node) finishSetup(ps *partySession) error {
 		DKG:    ps.dkgResult,
 	}
 	st.Params, _ = engine.ParametersByName(ps.setupStart.Parameters)
-	if err := saveKeyState(n.cfg.DataDir, n.passphrase, st); err != nil {
-		return fmt.Errorf("store setup keys: %w", err)
-	}
+	// Record the setup on the chain while the keys are written: the commit
+	// is mostly waiting for a block, the storing mostly CPU.
 	rec := setupRecord{Parameters: st.Meta.Parameters, Parties: st.Meta.Parties, Threshold: st.Meta.Threshold,
 		KeyDigest: hex.EncodeToString(res.Digest), GroupKey: hex.EncodeToString(groupKey), CRSSeed: hex.EncodeToString(ps.crsSeed)}
-	receipt, err := n.record(context.Background(), ledger.KindSetup, ps.id, rec)
-	if err != nil {
-		return err
+	type recorded struct {
+		receipt *ledger.Receipt
+		err     error
 	}
+	done := make(chan recorded, 1)
+	go func() {
+		r, err := n.record(context.Background(), ledger.KindSetup, ps.id, rec)
+		done <- recorded{r, err}
+	}()
+	saveErr := saveKeyState(n.cfg.DataDir, n.passphrase, st)
+	rr := <-done
+	if saveErr != nil {
+		return fmt.Errorf("store setup keys: %w", saveErr)
+	}
+	if rr.err != nil {
+		return rr.err
+	}
+	receipt := rr.receipt
 	n.mu.Lock()
 	n.state = st
 	n.mu.Unlock()

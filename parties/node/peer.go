@@ -106,6 +106,12 @@ func (n *Node) accept(env *synodv1.Envelope) error {
 	if err != nil {
 		return &badSignature{err}
 	}
+	return n.route(env, digest)
+}
+
+// route hands a verified envelope (with its transcript digest) to the
+// session it belongs to, refusing replays.
+func (n *Node) route(env *synodv1.Envelope, digest []byte) error {
 	replayKey := fmt.Sprintf("%s|%s|%d", env.GetFrom(), env.GetTo(), env.GetSeq())
 	n.mu.Lock()
 	seen := n.seen[env.GetSession()]
@@ -138,12 +144,13 @@ func (n *Node) send(ps *partySession, m protocols.Message) error {
 	if outgoingHook != nil {
 		outgoingHook(&m)
 	}
-	env, err := wire.Seal(n.id, m, n.seq.Add(1))
+	env, digest, err := wire.SealDigest(n.id, m, n.seq.Add(1))
 	if err != nil {
 		return err
 	}
 	if ps.coordinator == n.cfg.ID {
-		return n.accept(env)
+		// Signed here a moment ago: route it without hashing it again.
+		return n.route(env, digest)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.Peer*6)
 	defer cancel()

@@ -172,17 +172,13 @@ func (p *Peers) client(id string) (synodv1.PeerClient, error) {
 
 // Deliver sends one envelope to party id, in chunks.
 func (p *Peers) Deliver(ctx context.Context, id string, env *synodv1.Envelope) error {
-	b, err := wire.EncodeEnvelope(env)
-	if err != nil {
-		return fmt.Errorf("party %s: encode %s: %w", id, env.GetKind(), err)
-	}
-	return p.DeliverEncoded(ctx, id, env.GetKind(), b)
+	return p.DeliverParts(ctx, id, env.GetKind(), wire.EnvelopeParts(env))
 }
 
-// DeliverEncoded sends an envelope already encoded by wire.EncodeEnvelope
-// (kind names it in errors): a relay encodes a broadcast once for all its
-// recipients.
-func (p *Peers) DeliverEncoded(ctx context.Context, id, kind string, b []byte) error {
+// DeliverParts sends an envelope given as wire.EnvelopeParts (kind names it
+// in errors): the payload goes out without being copied into one buffer,
+// and a relay prepares a broadcast once for all its recipients.
+func (p *Peers) DeliverParts(ctx context.Context, id, kind string, parts [][]byte) error {
 	c, err := p.client(id)
 	if err != nil {
 		return err
@@ -191,13 +187,15 @@ func (p *Peers) DeliverEncoded(ctx context.Context, id, kind string, b []byte) e
 	if err != nil {
 		return fmt.Errorf("party %s: deliver %s: %w", id, kind, err)
 	}
-	if err := wire.SendChunks(stream.Send, b); err != nil && err != io.EOF {
+	if err := wire.SendParts(stream.Send, parts...); err != nil && err != io.EOF {
 		return fmt.Errorf("party %s: deliver %s: %w", id, kind, err)
 	}
 	if _, err := stream.CloseAndRecv(); err != nil {
 		return fmt.Errorf("party %s: deliver %s: %w", id, kind, err)
 	}
-	p.sent.Add(uint64(len(b)))
+	for _, part := range parts {
+		p.sent.Add(uint64(len(part)))
+	}
 	return nil
 }
 

@@ -8,8 +8,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"go.dedis.ch/kyber/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
@@ -43,8 +45,15 @@ func appendField(b, field []byte) []byte {
 
 // Seal wraps a protocol message in an envelope signed by id.
 func Seal(id *identity.Identity, m protocols.Message, seq uint64) (*synodv1.Envelope, error) {
+	env, _, err := SealDigest(id, m, seq)
+	return env, err
+}
+
+// SealDigest is Seal that also returns the envelope's transcript digest,
+// hashing the payload once for both.
+func SealDigest(id *identity.Identity, m protocols.Message, seq uint64) (*synodv1.Envelope, []byte, error) {
 	if string(m.From) != id.ID {
-		return nil, fmt.Errorf("seal %s: message from %q signed by %q", m.Kind, m.From, id.ID)
+		return nil, nil, fmt.Errorf("seal %s: message from %q signed by %q", m.Kind, m.From, id.ID)
 	}
 	env := &synodv1.Envelope{
 		Session: m.Session,
@@ -54,12 +63,13 @@ func Seal(id *identity.Identity, m protocols.Message, seq uint64) (*synodv1.Enve
 		Seq:     seq,
 		Payload: m.Payload,
 	}
-	sig, err := id.Sign(Canonical(env))
+	canonical := Canonical(env)
+	sig, err := id.Sign(canonical)
 	if err != nil {
-		return nil, fmt.Errorf("seal %s: sign: %w", m.Kind, err)
+		return nil, nil, fmt.Errorf("seal %s: sign: %w", m.Kind, err)
 	}
 	env.Signature = sig
-	return env, nil
+	return env, digestOf(canonical, sig), nil
 }
 
 // Verify checks env's signature against its sender's identity key.
@@ -122,21 +132,7 @@ const MaxMessageSize = 256 << 20
 
 // SendChunks sends data in chunks; the first carries the total size.
 func SendChunks(send func(*synodv1.Chunk) error, data []byte) error {
-	total := uint64(len(data))
-	for off := 0; off < len(data) || off == 0; off += ChunkSize {
-		end := min(off+ChunkSize, len(data))
-		c := &synodv1.Chunk{Data: data[off:end]}
-		if off == 0 {
-			c.TotalSize = total
-		}
-		if err := send(c); err != nil {
-			return err
-		}
-		if end == len(data) {
-			break
-		}
-	}
-	return nil
+	return SendParts(send, data)
 }
 
 // ErrEndOfChunks is returned by a chunk source at the end of the stream.
@@ -180,11 +176,65 @@ func (a *Assembler) Bytes() ([]byte, error) {
 	return a.buf, nil
 }
 
-// DecodeEnvelope parses a reassembled envelope and checks its required fields.
+// DecodeEnvelope parses a reassembled envelope and checks its required
+// fields. It reads the protobuf encoding itself so that the payload and the
+// signature alias b rather than copy it (a key share is tens of
+// megabytes): b must not be modified afterwards. Unknown fields are skipped
+// as protobuf would; a known field with the wrong wire type, invalid UTF-8
+// in a string, or a truncated field is refused.
 func DecodeEnvelope(b []byte) (*synodv1.Envelope, error) {
 	env := &synodv1.Envelope{}
-	if err := proto.Unmarshal(b, env); err != nil {
-		return nil, fmt.Errorf("decode envelope: %w", err)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("decode envelope: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		want, known := envelopeWireTypes[num]
+		if !known {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return nil, fmt.Errorf("decode envelope: field %d: %w", num, protowire.ParseError(n))
+			}
+			b = b[n:]
+			continue
+		}
+		if typ != want {
+			return nil, fmt.Errorf("decode envelope: field %d has wire type %d, want %d", num, typ, want)
+		}
+		if typ == protowire.VarintType {
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, fmt.Errorf("decode envelope: field %d: %w", num, protowire.ParseError(n))
+			}
+			env.Seq, b = v, b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, fmt.Errorf("decode envelope: field %d: %w", num, protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch num {
+		case 6:
+			env.Payload = v[:len(v):len(v)]
+			continue
+		case 7:
+			env.Signature = v[:len(v):len(v)]
+			continue
+		}
+		if !utf8.Valid(v) {
+			return nil, fmt.Errorf("decode envelope: field %d is not valid UTF-8", num)
+		}
+		switch num {
+		case 1:
+			env.Session = string(v)
+		case 2:
+			env.Kind = string(v)
+		case 3:
+			env.From = string(v)
+		case 4:
+			env.To = string(v)
+		}
 	}
 	switch {
 	case env.Session == "":
@@ -197,7 +247,72 @@ func DecodeEnvelope(b []byte) (*synodv1.Envelope, error) {
 	return env, nil
 }
 
+// envelopeWireTypes are the Envelope fields (api/synod/v1/node.proto) and
+// their wire types.
+var envelopeWireTypes = map[protowire.Number]protowire.Type{
+	1: protowire.BytesType, 2: protowire.BytesType, 3: protowire.BytesType, 4: protowire.BytesType,
+	5: protowire.VarintType, 6: protowire.BytesType, 7: protowire.BytesType,
+}
+
 // EncodeEnvelope serializes an envelope.
 func EncodeEnvelope(env *synodv1.Envelope) ([]byte, error) {
 	return proto.Marshal(env)
+}
+
+// EnvelopeParts is an envelope's protobuf encoding in three parts whose
+// concatenation DecodeEnvelope (or proto.Unmarshal) reads back: the fields
+// before the payload with the payload's tag and length, the payload itself
+// (not copied), and the signature field. Sending the parts spares a copy of
+// the payload per message.
+func EnvelopeParts(env *synodv1.Envelope) [][]byte {
+	var head []byte
+	for _, f := range []struct {
+		num protowire.Number
+		v   string
+	}{{1, env.GetSession()}, {2, env.GetKind()}, {3, env.GetFrom()}, {4, env.GetTo()}} {
+		if f.v != "" {
+			head = protowire.AppendTag(head, f.num, protowire.BytesType)
+			head = protowire.AppendString(head, f.v)
+		}
+	}
+	if env.GetSeq() != 0 {
+		head = protowire.AppendTag(head, 5, protowire.VarintType)
+		head = protowire.AppendVarint(head, env.GetSeq())
+	}
+	var tail []byte
+	if len(env.GetSignature()) > 0 {
+		tail = protowire.AppendTag(tail, 7, protowire.BytesType)
+		tail = protowire.AppendBytes(tail, env.GetSignature())
+	}
+	if len(env.GetPayload()) == 0 {
+		return [][]byte{head, tail}
+	}
+	head = protowire.AppendTag(head, 6, protowire.BytesType)
+	head = protowire.AppendVarint(head, uint64(len(env.GetPayload())))
+	return [][]byte{head, env.GetPayload(), tail}
+}
+
+// SendParts sends the concatenation of parts in chunks of at most
+// ChunkSize, without joining them; the first chunk carries the total size.
+func SendParts(send func(*synodv1.Chunk) error, parts ...[]byte) error {
+	var total uint64
+	for _, p := range parts {
+		total += uint64(len(p))
+	}
+	first := true
+	for _, p := range parts {
+		for off := 0; off < len(p); off += ChunkSize {
+			c := &synodv1.Chunk{Data: p[off:min(off+ChunkSize, len(p))]}
+			if first {
+				c.TotalSize, first = total, false
+			}
+			if err := send(c); err != nil {
+				return err
+			}
+		}
+	}
+	if first { // nothing at all to send: one empty chunk declares it
+		return send(&synodv1.Chunk{})
+	}
+	return nil
 }
