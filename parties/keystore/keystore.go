@@ -74,18 +74,30 @@ func IsSealed(b []byte) bool { return bytes.HasPrefix(b, []byte(Magic)) }
 
 // Seal encrypts plaintext under passphrase, binding label as associated data.
 func Seal(passphrase, plaintext []byte, label string) ([]byte, error) {
+	s, err := NewSealer(passphrase)
+	if err != nil {
+		return nil, err
+	}
+	return s.Seal(plaintext, label)
+}
+
+// A Sealer seals any number of secrets under one passphrase with a single
+// key derivation: they share one random salt (and so one scrypt run), each
+// has its own random nonce. Its output is the same format Seal writes and
+// Open reads. A node makes one at start, so that sealing its setup secrets
+// does not cost a key derivation in the middle of the setup.
+type Sealer struct {
+	salt []byte
+	aead cipher.AEAD
+}
+
+// NewSealer derives the key for passphrase and a fresh salt.
+func NewSealer(passphrase []byte) (*Sealer, error) {
 	if len(passphrase) == 0 {
 		return nil, errors.New("keystore: seal: empty passphrase")
 	}
-	out := make([]byte, headerSize, headerSize+len(plaintext)+tagSize)
-	copy(out, Magic)
-	out[len(Magic)] = Version
-	salt := out[len(Magic)+1 : len(Magic)+1+saltSize]
-	nonce := out[len(Magic)+1+saltSize : headerSize]
+	salt := make([]byte, saltSize)
 	if _, err := rand.Read(salt); err != nil {
-		return nil, fmt.Errorf("keystore: seal: reading randomness: %w", err)
-	}
-	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("keystore: seal: reading randomness: %w", err)
 	}
 	key, err := deriveKey(passphrase, salt)
@@ -96,7 +108,30 @@ func Seal(passphrase, plaintext []byte, label string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keystore: seal: %w", err)
 	}
-	return g.Seal(out, nonce, plaintext, aad(out[:headerSize], label)), nil
+	return &Sealer{salt: salt, aead: g}, nil
+}
+
+// Seal encrypts plaintext, binding label as associated data.
+func (s *Sealer) Seal(plaintext []byte, label string) ([]byte, error) {
+	out := make([]byte, headerSize, headerSize+len(plaintext)+tagSize)
+	copy(out, Magic)
+	out[len(Magic)] = Version
+	copy(out[len(Magic)+1:], s.salt)
+	nonce := out[len(Magic)+1+saltSize : headerSize]
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("keystore: seal: reading randomness: %w", err)
+	}
+	return s.aead.Seal(out, nonce, plaintext, aad(out[:headerSize], label)), nil
+}
+
+// WriteFile seals plaintext and writes it to path as the package's
+// WriteFile does.
+func (s *Sealer) WriteFile(path string, plaintext []byte, label string) error {
+	sealed, err := s.Seal(plaintext, label)
+	if err != nil {
+		return fmt.Errorf("keystore %s: %w", path, err)
+	}
+	return writeSealed(path, sealed)
 }
 
 // Open decrypts data produced by Seal with the same passphrase and label.
@@ -141,6 +176,10 @@ func WriteFile(path string, passphrase, plaintext []byte, label string) error {
 	if err != nil {
 		return fmt.Errorf("keystore %s: %w", path, err)
 	}
+	return writeSealed(path, sealed)
+}
+
+func writeSealed(path string, sealed []byte) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

@@ -3,6 +3,7 @@ package keystore
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,4 +134,41 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("forged input opened: %q", pt)
 		}
 	})
+}
+
+// A Sealer derives its key once and seals many secrets, each of which the
+// plain Open reads back; they share the salt but never a nonce.
+func TestSealerSealsManyWithOneDerivation(t *testing.T) {
+	pass := []byte("correct horse")
+	s, err := NewSealer(pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	nonces := map[string]bool{}
+	for i, secret := range []string{"one", "two", "three"} {
+		path := filepath.Join(dir, fmt.Sprint(i))
+		if err := s.WriteFile(path, []byte(secret), "label"); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ReadFile(path, pass, "label")
+		if err != nil || string(got) != secret {
+			t.Fatalf("secret %d: %q, %v", i, got, err)
+		}
+		if _, err := ReadFile(path, []byte("wrong"), "label"); !errors.Is(err, ErrWrongPassphrase) {
+			t.Fatalf("secret %d opened with a wrong passphrase: %v", i, err)
+		}
+		if _, err := ReadFile(path, pass, "other"); !errors.Is(err, ErrWrongPassphrase) {
+			t.Fatalf("secret %d opened under another label: %v", i, err)
+		}
+		b, _ := os.ReadFile(path)
+		nonce := string(b[len(Magic)+1+saltSize : headerSize])
+		if nonces[nonce] {
+			t.Fatal("nonce reused")
+		}
+		nonces[nonce] = true
+	}
+	if _, err := NewSealer(nil); err == nil {
+		t.Fatal("sealer with an empty passphrase")
+	}
 }

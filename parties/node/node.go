@@ -44,6 +44,9 @@ type Node struct {
 	keys       map[string]kyber.Point // identity keys of the parties
 	parties    []string               // sorted party ids
 	passphrase []byte
+	// sealer seals the setup secrets; its key derivation (scrypt) runs
+	// once, when the node starts without keys, rather than in the setup.
+	sealer func() (*keystore.Sealer, error)
 	datasets   map[string]*datasource.Table
 	schema     *schema.Schema // the consortium schema, nil if the config names none
 	noise      *mrand.Rand    // differential privacy noise shares (CSPRNG-seeded)
@@ -138,8 +141,11 @@ func New(cfg *config.Party, log *slog.Logger) (*Node, error) {
 	if n.state, err = loadKeyState(cfg.DataDir, pass); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
+	n.sealer = sync.OnceValues(func() (*keystore.Sealer, error) { return keystore.NewSealer(pass) })
 	if n.state != nil {
 		n.log.Info("setup keys loaded", "parameters", n.state.Meta.Parameters, "digest", fmt.Sprintf("%x", n.state.Meta.Digest[:8]))
+	} else {
+		go n.sealer() // ready before a setup needs it
 	}
 	return n, nil
 }

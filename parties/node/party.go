@@ -353,7 +353,10 @@ func (n *Node) finishSetup(ps *partySession) error {
 		r, err := n.record(context.Background(), ledger.KindSetup, ps.id, rec)
 		done <- recorded{r, err}
 	}()
-	saveErr := saveKeyState(n.cfg.DataDir, n.passphrase, st)
+	sealer, saveErr := n.sealer()
+	if saveErr == nil {
+		saveErr = saveKeyState(n.cfg.DataDir, sealer, st)
+	}
 	rr := <-done
 	if saveErr != nil {
 		return fmt.Errorf("store setup keys: %w", saveErr)

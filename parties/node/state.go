@@ -56,7 +56,7 @@ func splitSecretsBundle(b []byte) (sec, dkg []byte, err error) {
 	return b[4 : 4+n], b[4+n:], nil
 }
 
-func saveKeyState(dir string, passphrase []byte, st *keyState) error {
+func saveKeyState(dir string, sealer *keystore.Sealer, st *keyState) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -76,7 +76,7 @@ func saveKeyState(dir string, passphrase []byte, st *keyState) error {
 	if err != nil {
 		return fmt.Errorf("encode BLS key share: %w", err)
 	}
-	if err := keystore.WriteFile(filepath.Join(dir, setupSecretFile), passphrase, secretsBundle(sec, dkg), setupLabel); err != nil {
+	if err := sealer.WriteFile(filepath.Join(dir, setupSecretFile), secretsBundle(sec, dkg), setupLabel); err != nil {
 		return fmt.Errorf("seal secret shares: %w", err)
 	}
 	if err := writeFileAtomic(filepath.Join(dir, setupPublicFile), pub, 0o644); err != nil {
