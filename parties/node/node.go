@@ -46,14 +46,14 @@ type Node struct {
 	passphrase []byte
 	// sealer seals the setup secrets; its key derivation (scrypt) runs
 	// once, when the node starts without keys, rather than in the setup.
-	sealer func() (*keystore.Sealer, error)
-	datasets   map[string]*datasource.Table
-	schema     *schema.Schema // the consortium schema, nil if the config names none
-	noise      *mrand.Rand    // differential privacy noise shares (CSPRNG-seeded)
-	noiseMu    sync.Mutex
-	peers      *transport.Peers
-	creds      transport.Credentials
-	log        *slog.Logger
+	sealer   func() (*keystore.Sealer, error)
+	datasets map[string]*datasource.Table
+	schema   *schema.Schema // the consortium schema, nil if the config names none
+	noise    *mrand.Rand    // differential privacy noise shares (CSPRNG-seeded)
+	noiseMu  sync.Mutex
+	peers    *transport.Peers
+	creds    transport.Credentials
+	log      *slog.Logger
 
 	mu       sync.Mutex
 	state    *keyState
