@@ -192,3 +192,74 @@ func FloorQueryBytes(params engine.Parameters, n, t int) int64 {
 	share := 2 * ct.Value[0].BinarySize() // a public-key-switch share: two polynomials at the level
 	return int64(n+1)*int64(ct.BinarySize()) + int64(t)*int64(share)
 }
+
+// FloorDerivation measures what every party of the networked setup does
+// beyond generating its own shares, as raw lattigo work for one party:
+// sampling the common random polynomials, summing the n parties' shares of
+// each key and deriving the collective public, relinearization and Galois
+// keys. The centralised FloorSetup does this once; the protocol does it at
+// every party (each checks the keys itself rather than trusting an
+// aggregator), so FloorSetup + (n-1)·FloorDerivation is the floor of the
+// protocol's own computation.
+func FloorDerivation(params engine.Parameters, n int, galEls []uint64) (time.Duration, error) {
+	p := *params.GetRLWEParameters()
+	sk := rlwe.NewKeyGenerator(p).GenSecretKeyNew()
+	seed := []byte("synod/floor-derivation")
+	// Shares of one party, summed n times below: the cost of a sum does
+	// not depend on the values.
+	crs, err := sampling.NewKeyedPRNG(seed)
+	if err != nil {
+		return 0, err
+	}
+	ckg := mhe.NewPublicKeyGenProtocol(p)
+	ckgCRP := ckg.SampleCRP(crs)
+	ckgSh := ckg.AllocateShare()
+	ckg.GenShare(sk, ckgCRP, &ckgSh)
+	rkg := mhe.NewRelinearizationKeyGenProtocol(p)
+	rkgCRP := rkg.SampleCRP(crs)
+	eph, r1, r2 := rkg.AllocateShare()
+	rkg.GenShareRoundOne(sk, rkgCRP, eph, &r1)
+	rkg.GenShareRoundTwo(eph, sk, r1, &r2)
+	gkg := mhe.NewGaloisKeyGenProtocol(p)
+	gkgSh := make([]mhe.GaloisKeyGenShare, len(galEls))
+	for i, g := range galEls {
+		gkgSh[i] = gkg.AllocateShare()
+		if err := gkg.GenShare(sk, g, gkg.SampleCRP(crs), &gkgSh[i]); err != nil {
+			return 0, err
+		}
+	}
+
+	start := time.Now()
+	crs, err = sampling.NewKeyedPRNG(seed)
+	if err != nil {
+		return 0, err
+	}
+	ckgCRP = ckg.SampleCRP(crs)
+	rkgCRP = rkg.SampleCRP(crs)
+	gkgCRP := make([]mhe.GaloisKeyGenCRP, len(galEls))
+	for i := range galEls {
+		gkgCRP[i] = gkg.SampleCRP(crs)
+	}
+	ckgAgg := ckg.AllocateShare()
+	_, r1Agg, r2Agg := rkg.AllocateShare()
+	for range n {
+		ckg.AggregateShares(ckgAgg, ckgSh, &ckgAgg)
+		rkg.AggregateShares(r1Agg, r1, &r1Agg)
+		rkg.AggregateShares(r2Agg, r2, &r2Agg)
+	}
+	ckg.GenPublicKey(ckgAgg, ckgCRP, rlwe.NewPublicKey(p))
+	rkg.GenRelinearizationKey(r1Agg, r2Agg, rlwe.NewRelinearizationKey(p))
+	for i, g := range galEls {
+		agg := gkg.AllocateShare()
+		agg.GaloisElement = g
+		for range n {
+			if err := gkg.AggregateShares(agg, gkgSh[i], &agg); err != nil {
+				return 0, err
+			}
+		}
+		if err := gkg.GenGaloisKey(agg, gkgCRP[i], rlwe.NewGaloisKey(p)); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
+}
