@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -67,6 +68,18 @@ type partySession struct {
 	// the cohort test and the coordinator's suppression list.
 	spec    *synodv1.QuerySpec
 	pending []float64
+
+	// prepared holds the partial sums computed right after approving,
+	// while the certificate is committed: only encrypting must wait for it.
+	prepared *preparedSums
+}
+
+// preparedSums are a party's plaintext partial sums for the query it
+// approved (spec bytes and analyst as proposed).
+type preparedSums struct {
+	specBytes []byte
+	analyst   string
+	values    []float64
 }
 
 func (ps *partySession) close() { ps.stop.Do(func() { close(ps.done) }) }
@@ -525,7 +538,16 @@ func (n *Node) answerProposal(ps *partySession, env *synodv1.Envelope) error {
 		return err
 	}
 	n.log.Info("query approved", "session", ps.id, "analyst", prop.Analyst)
-	return n.send(ps, protocols.Message{Kind: kindQueryApprove, To: protocols.PartyID(ps.coordinator), Payload: payload})
+	if err := n.send(ps, protocols.Message{Kind: kindQueryApprove, To: protocols.PartyID(ps.coordinator), Payload: payload}); err != nil {
+		return err
+	}
+	// Filter the rows and compute the partial sums now, while the
+	// coordinator collects approvals and commits the certificate; nothing
+	// is encrypted or sent before the certified request.
+	if _, values, reason := n.checkQuery(ps.id, prop.Spec, prop.Analyst, true); reason == "" {
+		ps.prepared = &preparedSums{specBytes: prop.Spec, analyst: prop.Analyst, values: values}
+	}
+	return nil
 }
 
 // answerQuery contributes the party's data to a query it can see was
@@ -551,9 +573,17 @@ func (n *Node) answerQuery(ps *partySession, env *synodv1.Envelope) error {
 	if err := n.approvalOnChain(ps.id, req.Certificate); err != nil {
 		return n.refuse(ps, "%v", err)
 	}
-	spec, values, reason := n.checkQuery(ps.id, req.Spec, req.Analyst, true)
+	// The policy is checked again on the certified request; the sums
+	// prepared at approval are used if they are for this very query.
+	prepared := ps.prepared
+	ps.prepared = nil
+	reuse := prepared != nil && bytes.Equal(prepared.specBytes, req.Spec) && prepared.analyst == req.Analyst
+	spec, values, reason := n.checkQuery(ps.id, req.Spec, req.Analyst, !reuse)
 	if reason != "" {
 		return n.refuse(ps, "%s", reason)
+	}
+	if reuse {
+		values = prepared.values
 	}
 	if req.MinCohort < n.cfg.Policy.MinCohort {
 		return n.refuse(ps, "policy rule min_cohort: the request applies a minimum cohort of %d, this party requires %d", req.MinCohort, n.cfg.Policy.MinCohort)
