@@ -750,14 +750,16 @@ func (l *loader) runtime(p *Party) error {
 	p.Ledger.ValidatorKeyFile = l.resolve("ledger.validator_key_file", p.Ledger.ValidatorKeyFile)
 	switch p.Ledger.Mode {
 	case "embedded":
-		for key, val := range map[string]string{"ledger.home": p.Ledger.Home, "ledger.node_key_file": p.Ledger.NodeKeyFile,
-			"ledger.validator_key_file": p.Ledger.ValidatorKeyFile} {
-			if err := l.required(key, val); err != nil {
+		// In a fixed order, so that the first missing key is always the
+		// one reported.
+		for _, kv := range [][2]string{{"ledger.home", p.Ledger.Home}, {"ledger.node_key_file", p.Ledger.NodeKeyFile},
+			{"ledger.validator_key_file", p.Ledger.ValidatorKeyFile}} {
+			if err := l.required(kv[0], kv[1]); err != nil {
 				return err
 			}
 		}
-		for key, val := range map[string]string{"ledger.p2p_listen": p.Ledger.P2PListen, "ledger.rpc_listen": p.Ledger.RPCListen} {
-			if err := l.hostPort(key, val); err != nil {
+		for _, kv := range [][2]string{{"ledger.p2p_listen", p.Ledger.P2PListen}, {"ledger.rpc_listen", p.Ledger.RPCListen}} {
+			if err := l.hostPort(kv[0], kv[1]); err != nil {
 				return err
 			}
 		}
