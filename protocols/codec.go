@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"slices"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -39,6 +40,39 @@ func (s shape) size() int {
 	return n
 }
 
+// level is one RNS level of one polynomial of a shape: its coefficients,
+// its index in its modulus chain and its prime (0 if the chain is shorter
+// than the polynomial, which the parameters never produce).
+type level struct {
+	coeffs []uint64
+	index  int
+	q      uint64
+}
+
+// levels yields the RNS levels of s in encoding order.
+func (s shape) levels(params rlwe.Parameters) iter.Seq[level] {
+	qs, ps := moduliChains(params)
+	return func(yield func(level) bool) {
+		for _, r := range s {
+			moduli := qs
+			if r.isP {
+				moduli = ps
+			}
+			for i, c := range r.poly.Coeffs {
+				l := level{coeffs: c, index: i}
+				if i < len(moduli) {
+					l.q = moduli[i]
+				}
+				if !yield(l) {
+					return
+				}
+			}
+		}
+	}
+}
+
+var errLevelAboveChain = errors.New("internal: polynomial level above modulus chain")
+
 // encodeRaw appends the coefficients as they are stored.
 func (s shape) encodeRaw(out []byte) []byte {
 	out, dst := grow(out, s.size())
@@ -59,22 +93,14 @@ func (s shape) encodeRaw(out []byte) []byte {
 // the receivers only accept canonical encodings.
 func (s shape) encode(params rlwe.Parameters, out []byte) []byte {
 	out, dst := grow(out, s.size())
-	qs, ps := moduliChains(params)
 	off := 0
-	for _, r := range s {
-		moduli := qs
-		if r.isP {
-			moduli = ps
-		}
-		for lvl, c := range r.poly.Coeffs {
-			q := moduli[lvl]
-			for _, v := range c {
-				if v >= q {
-					v %= q
-				}
-				binary.LittleEndian.PutUint64(dst[off:], v)
-				off += 8
+	for l := range s.levels(params) {
+		for _, v := range l.coeffs {
+			if v >= l.q {
+				v %= l.q
 			}
+			binary.LittleEndian.PutUint64(dst[off:], v)
+			off += 8
 		}
 	}
 	return out
@@ -84,24 +110,16 @@ func (s shape) encode(params rlwe.Parameters, out []byte) []byte {
 // it: hashing tens of megabytes of keys needs no key-sized buffer.
 func (s shape) writeTo(params rlwe.Parameters, w io.Writer, buf []byte) {
 	buf = buf[:cap(buf)&^7]
-	qs, ps := moduliChains(params)
 	off := 0
-	for _, r := range s {
-		moduli := qs
-		if r.isP {
-			moduli = ps
-		}
-		for lvl, c := range r.poly.Coeffs {
-			q := moduli[lvl]
-			for _, v := range c {
-				if v >= q {
-					v %= q
-				}
-				binary.LittleEndian.PutUint64(buf[off:], v)
-				if off += 8; off == len(buf) {
-					w.Write(buf)
-					off = 0
-				}
+	for l := range s.levels(params) {
+		for _, v := range l.coeffs {
+			if v >= l.q {
+				v %= l.q
+			}
+			binary.LittleEndian.PutUint64(buf[off:], v)
+			if off += 8; off == len(buf) {
+				w.Write(buf)
+				off = 0
 			}
 		}
 	}
@@ -140,29 +158,21 @@ func (s shape) decodeMode(params rlwe.Parameters, b []byte, strict bool) error {
 	if want := s.size(); len(b) != want {
 		return fmt.Errorf("payload has %d bytes, want %d", len(b), want)
 	}
-	qs, ps := moduliChains(params)
 	off := 0
-	for _, r := range s {
-		moduli := qs
-		if r.isP {
-			moduli = ps
+	for l := range s.levels(params) {
+		if l.q == 0 {
+			return errLevelAboveChain
 		}
-		for lvl, c := range r.poly.Coeffs {
-			if lvl >= len(moduli) {
-				return errors.New("internal: polynomial level above modulus chain")
-			}
-			q := moduli[lvl]
-			for i := range c {
-				v := binary.LittleEndian.Uint64(b[off:])
-				if v >= q {
-					if strict {
-						return fmt.Errorf("coefficient not reduced modulo the %d-th prime", lvl)
-					}
-					v %= q
+		for i := range l.coeffs {
+			v := binary.LittleEndian.Uint64(b[off:])
+			if v >= l.q {
+				if strict {
+					return fmt.Errorf("coefficient not reduced modulo the %d-th prime", l.index)
 				}
-				c[i] = v
-				off += 8
+				v %= l.q
 			}
+			l.coeffs[i] = v
+			off += 8
 		}
 	}
 	return nil
@@ -174,24 +184,16 @@ func (s shape) check(params rlwe.Parameters, b []byte) error {
 	if want := s.size(); len(b) != want {
 		return fmt.Errorf("payload has %d bytes, want %d", len(b), want)
 	}
-	qs, ps := moduliChains(params)
 	off := 0
-	for _, r := range s {
-		moduli := qs
-		if r.isP {
-			moduli = ps
+	for l := range s.levels(params) {
+		if l.q == 0 {
+			return errLevelAboveChain
 		}
-		for lvl, c := range r.poly.Coeffs {
-			if lvl >= len(moduli) {
-				return errors.New("internal: polynomial level above modulus chain")
+		for range l.coeffs {
+			if binary.LittleEndian.Uint64(b[off:]) >= l.q {
+				return fmt.Errorf("coefficient not reduced modulo the %d-th prime", l.index)
 			}
-			q := moduli[lvl]
-			for range c {
-				if binary.LittleEndian.Uint64(b[off:]) >= q {
-					return fmt.Errorf("coefficient not reduced modulo the %d-th prime", lvl)
-				}
-				off += 8
-			}
+			off += 8
 		}
 	}
 	return nil
@@ -201,27 +203,20 @@ func (s shape) check(params rlwe.Parameters, b []byte) error {
 // s coefficient-wise modulo each prime: a share is summed into an aggregate
 // straight from its payload, with no share-sized allocation.
 func (s shape) addChecked(params rlwe.Parameters, b []byte) {
-	qs, ps := moduliChains(params)
 	off := 0
-	for _, r := range s {
-		moduli := qs
-		if r.isP {
-			moduli = ps
-		}
-		for lvl, c := range r.poly.Coeffs {
-			q := moduli[lvl]
-			for i := range c {
-				// x < 2^62 + 2^61: no overflow. Subtract q without a branch
-				// (x >= q half of the time: a branch mispredicts).
-				x := c[i] + binary.LittleEndian.Uint64(b[off:])
-				d := x - q
-				x = d + q&uint64(int64(d)>>63)
-				if x >= q { // only if the aggregate was lazily reduced
-					x %= q
-				}
-				c[i] = x
-				off += 8
+	for l := range s.levels(params) {
+		q, c := l.q, l.coeffs
+		for i := range c {
+			// x < 2^62 + 2^61: no overflow. Subtract q without a branch
+			// (x >= q half of the time: a branch mispredicts).
+			x := c[i] + binary.LittleEndian.Uint64(b[off:])
+			d := x - q
+			x = d + q&uint64(int64(d)>>63)
+			if x >= q { // only if the aggregate was lazily reduced
+				x %= q
 			}
+			c[i] = x
+			off += 8
 		}
 	}
 }

@@ -163,10 +163,16 @@ func (c *cluster) start(i int, binary string, env ...string) {
 
 // stop ends party i's process.
 func (c *cluster) stop(i int) {
-	cmd := c.nodes[i-1]
-	if cmd == nil {
+	if c.nodes[i-1] == nil {
 		return
 	}
+	stopProcess(c.t, fmt.Sprintf("party-%d", i), c.nodes[i-1], c.logs[i-1])
+	c.nodes[i-1] = nil
+}
+
+// stopProcess interrupts a node process, kills it if it has not exited
+// within 10 s, and fails the test if its log shows a panic or a data race.
+func stopProcess(t testing.TB, name string, cmd *exec.Cmd, log *logBuffer) {
 	cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
@@ -176,12 +182,11 @@ func (c *cluster) stop(i int) {
 		cmd.Process.Kill()
 		<-done
 	}
-	c.nodes[i-1] = nil
-	if strings.Contains(c.logs[i-1].String(), "WARNING: DATA RACE") {
-		c.t.Errorf("party-%d: the race detector reported a data race", i)
+	if strings.Contains(log.String(), "WARNING: DATA RACE") {
+		t.Errorf("%s: the race detector reported a data race", name)
 	}
-	if strings.Contains(c.logs[i-1].String(), "panic:") {
-		c.t.Errorf("party-%d panicked", i)
+	if strings.Contains(log.String(), "panic:") {
+		t.Errorf("%s panicked", name)
 	}
 }
 
@@ -352,23 +357,11 @@ func (vs *validatorSet) start(i int) {
 
 // stop ends validator-only member i's process.
 func (vs *validatorSet) stop(i int) {
-	cmd := vs.procs[i-1]
-	if cmd == nil {
+	if vs.procs[i-1] == nil {
 		return
 	}
-	cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
+	stopProcess(vs.c.t, fmt.Sprintf("validator-%d", i), vs.procs[i-1], vs.logs[i-1])
 	vs.procs[i-1] = nil
-	if strings.Contains(vs.logs[i-1].String(), "panic:") {
-		vs.c.t.Errorf("validator-%d panicked", i)
-	}
 }
 
 func (vs *validatorSet) stopAll() {
