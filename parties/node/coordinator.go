@@ -358,7 +358,14 @@ func (cs *coordSession) coordinateSetup(params engine.Parameters) {
 	payload, _ := json.Marshal(start)
 	cs.event("start", "", "setup of %d parties, threshold %d, parameters %s, %d Galois keys", len(n.parties), n.cons.Threshold, params.Name, len(start.GaloisElements))
 	began := time.Now()
-	for _, p := range cs.participants {
+	// Queue the start for every other party before starting this node's
+	// own party: its first broadcast is relayed at once, and each relay
+	// queue must deliver setup.start ahead of anything of the session.
+	order := slices.DeleteFunc(slices.Clone(cs.participants), func(p string) bool { return p == n.cfg.ID })
+	if slices.Contains(cs.participants, n.cfg.ID) {
+		order = append(order, n.cfg.ID)
+	}
+	for _, p := range order {
 		if err := cs.post(p, kindSetupStart, payload); err != nil {
 			cs.finish(&partyFault{p, err})
 			return
