@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -36,14 +37,21 @@ type testNet struct {
 	rpc     []string
 }
 
+// freePort returns a loopback address free at the time of the call, below
+// the kernel's ephemeral range (32768 and up on Linux): a port the kernel
+// handed out for ":0" can be taken as the local port of any outgoing
+// connection (other tests' nodes dial each other) before the chain binds it.
 func freePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(22000))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free loopback port below 32000")
+	return ""
 }
 
 // startNet starts n validators, one per member p0..p(n-1), and waits until

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"sync/atomic"
@@ -94,12 +96,15 @@ func startChain(t *testing.T, n *Node) (*countingChain, *guardedChain) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	p2p := ""
+	for range 100 { // below the ephemeral range: see ledger's freePort
+		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(22000))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			p2p = addr
+			break
+		}
 	}
-	p2p := l.Addr().String()
-	l.Close()
 	emb, err := ledger.StartEmbedded(ledger.EmbeddedConfig{Home: filepath.Join(dir, "home"), Genesis: gen,
 		NodeKey: v.NodeKey, PrivValidatorKey: v.PrivValidatorKey, P2PListen: p2p, FastBlocks: true}, app, nil)
 	if err != nil {
