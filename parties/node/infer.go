@@ -79,44 +79,33 @@ func ValidateInference(spec *synodv1.QuerySpec) (*model.Model, model.Bins, error
 }
 
 // inferenceQuery is checkQuery for a validation: the spec, the policy, the
-// dataset and its columns, then (with local: when the party contributes,
-// not when it approves) its cells: the scores of its own records binned
-// with their labels. It returns the reason for refusing, or the cells.
-func (n *Node) inferenceQuery(spec *synodv1.QuerySpec, analyst string, local bool) (*synodv1.QuerySpec, []float64, string) {
-	m, bins, err := ValidateInference(spec)
-	if err != nil {
-		return nil, nil, err.Error()
+// dataset, its columns and a binary label. It returns the reason for
+// refusing; partialSums scores the records.
+func (n *Node) inferenceQuery(spec *synodv1.QuerySpec, analyst string) (*synodv1.QuerySpec, string) {
+	if _, _, err := ValidateInference(spec); err != nil {
+		return nil, err.Error()
 	}
 	inf := spec.GetInference()
 	cols := append(slices.Clone(inf.GetFeatures()), inf.GetLabel())
 	if err := n.cfg.Policy.Check(policy.Request{Analyst: analyst, Dataset: spec.GetDataset(), Columns: cols}); err != nil {
-		return nil, nil, err.Error()
+		return nil, err.Error()
 	}
 	table, ok := n.datasets[spec.GetDataset()]
 	if !ok {
-		return nil, nil, fmt.Sprintf("dataset %q is not declared by %s", spec.GetDataset(), n.cfg.ID)
+		return nil, fmt.Sprintf("dataset %q is not declared by %s", spec.GetDataset(), n.cfg.ID)
 	}
 	if mc := n.cfg.Policy.MinCohort; mc > 0 {
-		return nil, nil, fmt.Sprintf("policy rule min_cohort: this party requires a minimum cohort of %d, which model validation does not apply to its score bins yet", mc)
+		return nil, fmt.Sprintf("policy rule min_cohort: this party requires a minimum cohort of %d, which model validation does not apply to its score bins yet", mc)
 	}
-	if !local {
-		// Approval: the columns exist and the label is binary (a refusal
-		// now costs no chain record); the records are scored later.
-		for _, c := range cols {
-			if _, err := table.Column(c); err != nil {
-				return nil, nil, "inference: " + err.Error()
-			}
+	for _, c := range cols {
+		if _, err := table.Column(c); err != nil {
+			return nil, "inference: " + err.Error()
 		}
-		if err := checkLabel(table, inf.GetLabel()); err != nil {
-			return nil, nil, err.Error()
-		}
-		return spec, nil, ""
 	}
-	cells, err := inferenceCells(table, m, bins, inf.GetFeatures(), inf.GetLabel())
-	if err != nil {
-		return nil, nil, err.Error()
+	if err := checkLabel(table, inf.GetLabel()); err != nil {
+		return nil, err.Error()
 	}
-	return spec, cells, ""
+	return spec, ""
 }
 
 // inferenceCells scores every record of t with m and bins the scores with

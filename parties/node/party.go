@@ -469,44 +469,50 @@ type querySuppress struct {
 // checkQuery applies this party's policy to a query: the analyst must be a
 // consortium analyst, the dataset declared here, every column present, and
 // the policy rules (analysts, columns, differential privacy) met. It returns
-// the spec and the party's partial sums, or the reason for refusing.
-// Only with local set does it compute the partial sums (at approval, the
-// columns are checked without reading the rows).
-func (n *Node) checkQuery(session string, specBytes []byte, analyst string, local bool) (*synodv1.QuerySpec, []float64, string) {
+// the spec, or the reason for refusing. It reads no rows: partialSums does.
+func (n *Node) checkQuery(session string, specBytes []byte, analyst string) (*synodv1.QuerySpec, string) {
 	if m, ok := n.cons.Member(analyst); !ok || m.Role != "analyst" {
-		return nil, nil, fmt.Sprintf("%s is not an analyst of the consortium", analyst)
+		return nil, fmt.Sprintf("%s is not an analyst of the consortium", analyst)
 	}
 	spec := &synodv1.QuerySpec{}
 	if err := proto.Unmarshal(specBytes, spec); err != nil {
-		return nil, nil, fmt.Sprintf("malformed query spec: %v", err)
+		return nil, fmt.Sprintf("malformed query spec: %v", err)
 	}
 	if spec.GetInference() != nil {
-		return n.inferenceQuery(spec, analyst, local) // model validation: cells from the party's scores (infer.go)
+		return n.inferenceQuery(spec, analyst) // model validation (infer.go)
 	}
 	if err := query.Validate(spec); err != nil {
-		return nil, nil, err.Error()
+		return nil, err.Error()
 	}
 	table, ok := n.datasets[spec.GetDataset()]
 	if !ok {
-		return nil, nil, fmt.Sprintf("dataset %q is not declared by %s", spec.GetDataset(), n.cfg.ID)
+		return nil, fmt.Sprintf("dataset %q is not declared by %s", spec.GetDataset(), n.cfg.ID)
 	}
 	if err := n.policyCheck(context.Background(), spec, analyst, session); err != nil {
-		return nil, nil, err.Error()
+		return nil, err.Error()
 	}
 	if _, err := query.NoiseScales(spec, n.columnBounds(spec.GetDataset())); err != nil {
-		return nil, nil, err.Error()
+		return nil, err.Error()
 	}
-	if !local {
-		if err := query.CheckColumns(table, spec); err != nil {
-			return nil, nil, err.Error()
+	if err := query.CheckColumns(table, spec); err != nil {
+		return nil, err.Error()
+	}
+	return spec, ""
+}
+
+// partialSums filters and encodes this party's rows for a spec checkQuery
+// accepted: the cells it encrypts (for a validation, the scores of its own
+// records binned with their labels).
+func (n *Node) partialSums(spec *synodv1.QuerySpec) ([]float64, error) {
+	table := n.datasets[spec.GetDataset()]
+	if inf := spec.GetInference(); inf != nil {
+		m, bins, err := ValidateInference(spec)
+		if err != nil {
+			return nil, err
 		}
-		return spec, nil, ""
+		return inferenceCells(table, m, bins, inf.GetFeatures(), inf.GetLabel())
 	}
-	values, err := query.Local(table, spec)
-	if err != nil {
-		return nil, nil, err.Error()
-	}
-	return spec, values, ""
+	return query.Local(table, spec)
 }
 
 func (n *Node) refuse(ps *partySession, format string, args ...any) error {
@@ -526,7 +532,8 @@ func (n *Node) answerProposal(ps *partySession, env *synodv1.Envelope) error {
 	if err := json.Unmarshal(env.GetPayload(), &prop); err != nil {
 		return n.refuse(ps, "malformed proposal: %v", err)
 	}
-	if _, _, reason := n.checkQuery(ps.id, prop.Spec, prop.Analyst, false); reason != "" {
+	spec, reason := n.checkQuery(ps.id, prop.Spec, prop.Analyst)
+	if reason != "" {
 		return n.refuse(ps, "%s", reason)
 	}
 	sig, err := protocols.SignApproval(st.DKG, protocols.ApprovalMessage(ps.id, prop.Analyst, digest(prop.Spec)))
@@ -544,7 +551,7 @@ func (n *Node) answerProposal(ps *partySession, env *synodv1.Envelope) error {
 	// Filter the rows and compute the partial sums now, while the
 	// coordinator collects approvals and commits the certificate; nothing
 	// is encrypted or sent before the certified request.
-	if _, values, reason := n.checkQuery(ps.id, prop.Spec, prop.Analyst, true); reason == "" {
+	if values, err := n.partialSums(spec); err == nil {
 		ps.prepared = &preparedSums{specBytes: prop.Spec, analyst: prop.Analyst, values: values}
 	}
 	return nil
@@ -578,12 +585,15 @@ func (n *Node) answerQuery(ps *partySession, env *synodv1.Envelope) error {
 	prepared := ps.prepared
 	ps.prepared = nil
 	reuse := prepared != nil && bytes.Equal(prepared.specBytes, req.Spec) && prepared.analyst == req.Analyst
-	spec, values, reason := n.checkQuery(ps.id, req.Spec, req.Analyst, !reuse)
+	spec, reason := n.checkQuery(ps.id, req.Spec, req.Analyst)
 	if reason != "" {
 		return n.refuse(ps, "%s", reason)
 	}
+	var values []float64
 	if reuse {
 		values = prepared.values
+	} else if values, err = n.partialSums(spec); err != nil {
+		return n.refuse(ps, "%s", err)
 	}
 	if req.MinCohort < n.cfg.Policy.MinCohort {
 		return n.refuse(ps, "policy rule min_cohort: the request applies a minimum cohort of %d, this party requires %d", req.MinCohort, n.cfg.Policy.MinCohort)
