@@ -12,7 +12,6 @@ import (
 
 	"go.dedis.ch/kyber/v3"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
 	"github.com/synod-mpc/synod/parties/identity"
@@ -252,11 +251,6 @@ func DecodeEnvelope(b []byte) (*synodv1.Envelope, error) {
 var envelopeWireTypes = map[protowire.Number]protowire.Type{
 	1: protowire.BytesType, 2: protowire.BytesType, 3: protowire.BytesType, 4: protowire.BytesType,
 	5: protowire.VarintType, 6: protowire.BytesType, 7: protowire.BytesType,
-}
-
-// EncodeEnvelope serializes an envelope.
-func EncodeEnvelope(env *synodv1.Envelope) ([]byte, error) {
-	return proto.Marshal(env)
 }
 
 // EnvelopeParts is an envelope's protobuf encoding in three parts whose
