@@ -37,31 +37,38 @@ func (r *SetupResult) MarshalPublic() ([]byte, error) {
 	b = binary.BigEndian.AppendUint16(b, uint16(r.Threshold))
 	b = appendBlob(b, r.CRSSeed)
 	b = appendBlob(b, r.Digest)
-	if err := checkPublicKey(rp, r.PublicKey); err != nil {
+	size := 0
+	if err := r.walkPublicKeys(rp, func(p []byte) { size += len(p) },
+		func(prefix []byte, sh shape) { size += 4 + len(prefix) + sh.size() }); err != nil {
 		return nil, err
 	}
-	if r.RelinearizationKey == nil {
-		return nil, errors.New("no relinearization key")
-	}
-	pkShape := publicKeyShape(r.PublicKey)
-	rlkShape := gadgetShape(&r.RelinearizationKey.GadgetCiphertext)
-	size := 4 + pkShape.size() + 4 + rlkShape.size() + 2
-	for _, gk := range r.GaloisKeys {
-		size += 4 + 8 + gadgetShape(&gk.GadgetCiphertext).size()
-	}
 	b = slices.Grow(b, size) // one allocation for tens of MB of keys
-	b = binary.BigEndian.AppendUint32(b, uint32(pkShape.size()))
-	b = pkShape.encode(rp, b)
-	b = binary.BigEndian.AppendUint32(b, uint32(rlkShape.size()))
-	b = rlkShape.encode(rp, b)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(r.GaloisKeys)))
-	for _, gk := range r.GaloisKeys {
-		sh := gadgetShape(&gk.GadgetCiphertext)
-		b = binary.BigEndian.AppendUint32(b, uint32(8+sh.size()))
-		b = binary.BigEndian.AppendUint64(b, gk.GaloisElement)
-		b = sh.encode(rp, b)
-	}
+	r.walkPublicKeys(rp, func(p []byte) { b = append(b, p...) }, func(prefix []byte, sh shape) {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(prefix)+sh.size()))
+		b = sh.encode(rp, append(b, prefix...))
+	})
 	return b, nil
+}
+
+// walkPublicKeys goes through r's public keys in the order MarshalPublic
+// stores them and computeDigest hashes them: blob gets the public key, the
+// relinearization key and each Galois key (prefixed by its element), each
+// to be written as one length-prefixed blob; raw gets the 2-byte count of
+// Galois keys that precedes them.
+func (r *SetupResult) walkPublicKeys(params rlwe.Parameters, raw func([]byte), blob func(prefix []byte, s shape)) error {
+	if err := checkPublicKey(params, r.PublicKey); err != nil {
+		return err
+	}
+	if r.RelinearizationKey == nil {
+		return errors.New("no relinearization key")
+	}
+	blob(nil, publicKeyShape(r.PublicKey))
+	blob(nil, gadgetShape(&r.RelinearizationKey.GadgetCiphertext))
+	raw(binary.BigEndian.AppendUint16(nil, uint16(len(r.GaloisKeys))))
+	for _, gk := range r.GaloisKeys {
+		blob(binary.BigEndian.AppendUint64(nil, gk.GaloisElement), gadgetShape(&gk.GadgetCiphertext))
+	}
+	return nil
 }
 
 // UnmarshalPublic decodes the output of MarshalPublic into r, checking it

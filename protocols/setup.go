@@ -642,18 +642,10 @@ func (r *SetupResult) computeDigest(params rlwe.Parameters) ([]byte, error) {
 	}
 	h.Write(binary.BigEndian.AppendUint16(nil, uint16(r.Threshold)))
 	h.Write(appendBlob(nil, r.CRSSeed))
-	if err := checkPublicKey(params, r.PublicKey); err != nil {
-		return nil, err
-	}
 	buf := make([]byte, 1<<16)
-	writeShapeBlob(h, params, nil, publicKeyShape(r.PublicKey), buf)
-	if r.RelinearizationKey == nil {
-		return nil, errors.New("no relinearization key")
-	}
-	writeShapeBlob(h, params, nil, gadgetShape(&r.RelinearizationKey.GadgetCiphertext), buf)
-	h.Write(binary.BigEndian.AppendUint16(nil, uint16(len(r.GaloisKeys))))
-	for _, gk := range r.GaloisKeys {
-		writeShapeBlob(h, params, binary.BigEndian.AppendUint64(nil, gk.GaloisElement), gadgetShape(&gk.GadgetCiphertext), buf)
+	if err := r.walkPublicKeys(params, func(p []byte) { h.Write(p) },
+		func(prefix []byte, sh shape) { writeShapeBlob(h, params, prefix, sh, buf) }); err != nil {
+		return nil, err
 	}
 	return h.Sum(nil), nil
 }
@@ -669,7 +661,7 @@ func EncodeCKGShare(params rlwe.Parameters, sh mhe.PublicKeyGenShare) []byte {
 func DecodeCKGShare(params rlwe.Parameters, b []byte) (sh mhe.PublicKeyGenShare, err error) {
 	defer decodeGuard(&err)
 	sh = mhe.NewPublicKeyGenProtocol(params).AllocateShare()
-	err = qpPoly(sh.Value).decode(params, b)
+	err = qpPoly(sh.Value).addEncoded(params, b) // into zero: the aggregation path
 	return sh, err
 }
 
@@ -682,7 +674,7 @@ func EncodeRKGShare(params rlwe.Parameters, sh mhe.RelinearizationKeyGenShare) [
 func DecodeRKGShare(params rlwe.Parameters, b []byte) (sh mhe.RelinearizationKeyGenShare, err error) {
 	defer decodeGuard(&err)
 	_, sh, _ = mhe.NewRelinearizationKeyGenProtocol(params).AllocateShare()
-	err = gadgetShape(&sh.GadgetCiphertext).decode(params, b)
+	err = gadgetShape(&sh.GadgetCiphertext).addEncoded(params, b) // into zero: the aggregation path
 	return sh, err
 }
 
@@ -704,7 +696,7 @@ func DecodeGKGShare(params rlwe.Parameters, b []byte) (sh mhe.GaloisKeyGenShare,
 	}
 	sh = mhe.NewGaloisKeyGenProtocol(params).AllocateShare()
 	sh.GaloisElement = g
-	err = gadgetShape(&sh.GadgetCiphertext).decode(params, b[8:])
+	err = gadgetShape(&sh.GadgetCiphertext).addEncoded(params, b[8:]) // into zero: the aggregation path
 	return sh, err
 }
 
