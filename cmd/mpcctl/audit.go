@@ -368,10 +368,7 @@ func (a *auditor) verify(session, dataDir string) {
 
 	// 4. The approval the receipt names is on the chain, it is the one the
 	// transcript names, and its certificate verifies.
-	var (
-		atx *ledger.Tx
-		ap  approvalBody
-	)
+	var ap approvalBody
 	a.run(chkApproval, []string{chkLocal}, func() (string, error) {
 		tx, av, err := a.include(ctx, rc.GetApprovalTxHash(), ledger.KindApproval, session)
 		if err != nil {
@@ -380,7 +377,6 @@ func (a *auditor) verify(session, dataDir string) {
 		if err := json.Unmarshal(tx.Body, &ap); err != nil {
 			return "", fmt.Errorf("approval record: %w", err)
 		}
-		atx = tx
 		return fmt.Sprintf("tx %X in block %d", rc.GetApprovalTxHash(), av.Height), nil
 	})
 	a.run(chkApprovalRef, []string{chkRecord, chkApproval}, func() (string, error) {
@@ -398,7 +394,7 @@ func (a *auditor) verify(session, dataDir string) {
 		return "the transcript and the receipt name the same approval, query, analyst and setup", nil
 	})
 	a.run(chkCertificate, []string{chkApproval, chkSetup}, func() (string, error) {
-		if err := a.checkApproval(session, atx, meta, groupKey); err != nil {
+		if err := a.checkApproval(session, ap, meta, groupKey); err != nil {
 			return "", err
 		}
 		return "threshold-BLS certificate verifies under the consortium key; same query as held here", nil
@@ -498,11 +494,7 @@ func (a *auditor) read(f func(ledger.Client) error) error {
 
 // checkApproval checks the approval record's certificate against the
 // consortium key and the query and certificate held here.
-func (a *auditor) checkApproval(session string, atx *ledger.Tx, meta *synodv1.ResultMetadata, groupKey kyberPoint) error {
-	var ap approvalBody
-	if err := json.Unmarshal(atx.Body, &ap); err != nil {
-		return fmt.Errorf("approval record: %w", err)
-	}
+func (a *auditor) checkApproval(session string, ap approvalBody, meta *synodv1.ResultMetadata, groupKey kyberPoint) error {
 	spec, err := hex.DecodeString(ap.Spec)
 	if err != nil {
 		return fmt.Errorf("approval record: spec: %w", err)
