@@ -586,21 +586,11 @@ func (l *loader) unmarshal(out any) error {
 }
 
 func (l *loader) common(id *string, dataDir, consortium *string, t *TLSFiles, idf *IdentityFiles, ks *KeystoreSource) error {
-	*dataDir = l.resolve("data_dir", *dataDir)
-	*consortium = l.resolve("consortium", *consortium)
 	t.CA = l.resolve("tls.ca", t.CA)
 	t.Cert = l.resolve("tls.cert", t.Cert)
 	t.Key = l.resolve("tls.key", t.Key)
 	idf.KeyFile = l.resolve("identity.key_file", idf.KeyFile)
-	ks.PassphraseFile = l.resolve("keystore.passphrase_file", ks.PassphraseFile)
-
-	if err := l.required("id", *id); err != nil {
-		return err
-	}
-	if strings.ContainsAny(*id, " \t\n/\\") {
-		return l.errf("id", "%q contains whitespace or a path separator", *id)
-	}
-	if err := l.existingFile("consortium", *consortium); err != nil {
+	if err := l.membership(*id, dataDir, consortium, ks); err != nil {
 		return err
 	}
 	if err := l.existingFile("tls.ca", t.CA); err != nil {
@@ -618,6 +608,26 @@ func (l *loader) common(id *string, dataDir, consortium *string, t *TLSFiles, id
 	if err := l.required("data_dir", *dataDir); err != nil {
 		return err
 	}
+	return l.passphraseSource(*ks)
+}
+
+// membership resolves the paths every member's config has and checks its
+// id and consortium file.
+func (l *loader) membership(id string, dataDir, consortium *string, ks *KeystoreSource) error {
+	*dataDir = l.resolve("data_dir", *dataDir)
+	*consortium = l.resolve("consortium", *consortium)
+	ks.PassphraseFile = l.resolve("keystore.passphrase_file", ks.PassphraseFile)
+	if err := l.required("id", id); err != nil {
+		return err
+	}
+	if strings.ContainsAny(id, " \t\n/\\") {
+		return l.errf("id", "%q contains whitespace or a path separator", id)
+	}
+	return l.existingFile("consortium", *consortium)
+}
+
+// passphraseSource checks that the keystore passphrase has a source.
+func (l *loader) passphraseSource(ks KeystoreSource) error {
 	if ks.PassphraseEnv == "" && ks.PassphraseFile == "" {
 		return fmt.Errorf("config %s: keys %q and %q are both empty: no source for the keystore passphrase", l.path, "keystore.passphrase_env", "keystore.passphrase_file")
 	}
@@ -691,20 +701,11 @@ func LoadParty(path string, flags *pflag.FlagSet) (*Party, error) {
 // passphrase and the ledger section, and refuses the keys of a party's
 // data, policy, identity and gRPC service.
 func (l *loader) validator(p *Party) error {
-	p.DataDir = l.resolve("data_dir", p.DataDir)
-	p.Consortium = l.resolve("consortium", p.Consortium)
-	p.Keystore.PassphraseFile = l.resolve("keystore.passphrase_file", p.Keystore.PassphraseFile)
-	if err := l.required("id", p.ID); err != nil {
+	if err := l.membership(p.ID, &p.DataDir, &p.Consortium, &p.Keystore); err != nil {
 		return err
 	}
-	if strings.ContainsAny(p.ID, " \t\n/\\") {
-		return l.errf("id", "%q contains whitespace or a path separator", p.ID)
-	}
-	if err := l.existingFile("consortium", p.Consortium); err != nil {
+	if err := l.passphraseSource(p.Keystore); err != nil {
 		return err
-	}
-	if p.Keystore.PassphraseEnv == "" && p.Keystore.PassphraseFile == "" {
-		return fmt.Errorf("config %s: keys %q and %q are both empty: no source for the keystore passphrase", l.path, "keystore.passphrase_env", "keystore.passphrase_file")
 	}
 	for _, k := range []struct{ key, val string }{
 		{"listen", p.Listen}, {"schema", p.Schema}, {"tls.ca", p.TLS.CA}, {"tls.cert", p.TLS.Cert}, {"tls.key", p.TLS.Key},
