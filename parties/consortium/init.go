@@ -195,13 +195,9 @@ func Init(opts InitOptions) error {
 	}
 	// the CA key is sealed with a passphrase of its own (the consortium
 	// operator's), like every member's keys with the member's
-	caPassRaw := make([]byte, 24)
-	if _, err := rand.Read(caPassRaw); err != nil {
+	caPass, err := writePassphrase(filepath.Join(opts.Dir, CAPassFile))
+	if err != nil {
 		return fmt.Errorf("consortium init: CA: %w", err)
-	}
-	caPass := []byte(hex.EncodeToString(caPassRaw))
-	if err := writeFile(filepath.Join(opts.Dir, CAPassFile), append(caPass, '\n'), 0o600); err != nil {
-		return err
 	}
 	if err := pki.WriteSealedKey(filepath.Join(opts.Dir, CAKeyFile), caPass, caKey, pki.CAKeyLabel); err != nil {
 		return fmt.Errorf("consortium init: CA: %w", err)
@@ -336,7 +332,7 @@ func Init(opts InitOptions) error {
 		c.Members = append(c.Members, Member{ID: id, Role: RoleValidator,
 			NodeID: validators[id].NodeID, P2PAddress: p2pAddr(j), RPCAddress: rpcAddr(j)})
 		passFile := SecretsDir + "/" + id + ".pass"
-		if err := writePassphrase(filepath.Join(opts.Dir, passFile)); err != nil {
+		if _, err := writePassphrase(filepath.Join(opts.Dir, passFile)); err != nil {
 			return fmt.Errorf("consortium init: validator %q: %w", id, err)
 		}
 		lc, err := chainNode(j, id, passFile)
@@ -428,14 +424,10 @@ func newMember(dir, id string, role pki.Role, hosts []string, caCert, caKey []by
 	if err != nil {
 		return fail(err)
 	}
-	if err := writePassphrase(filepath.Join(dir, files.passphrase)); err != nil {
-		return fail(err)
-	}
-	pass, err := os.ReadFile(filepath.Join(dir, files.passphrase))
+	pass, err := writePassphrase(filepath.Join(dir, files.passphrase))
 	if err != nil {
 		return fail(err)
 	}
-	pass = bytes.TrimSpace(pass)
 	if err := pki.WriteSealedKey(filepath.Join(dir, files.tls.Key), pass, key, pki.TLSKeyLabel); err != nil {
 		return fail(err)
 	}
@@ -446,13 +438,14 @@ func newMember(dir, id string, role pki.Role, hosts []string, caCert, caKey []by
 }
 
 // writePassphrase writes a fresh random keystore passphrase (48 hex
-// digits and a newline) to path, mode 0600.
-func writePassphrase(path string) error {
+// digits and a newline) to path, mode 0600, and returns it.
+func writePassphrase(path string) ([]byte, error) {
 	raw := make([]byte, 24)
 	if _, err := rand.Read(raw); err != nil {
-		return err
+		return nil, err
 	}
-	return writeFile(path, []byte(hex.EncodeToString(raw)+"\n"), 0o600)
+	pass := []byte(hex.EncodeToString(raw))
+	return pass, writeFile(path, append(pass, '\n'), 0o600)
 }
 
 func writeFile(path string, b []byte, mode os.FileMode) error {
