@@ -119,17 +119,7 @@ func freeBasePort(t testing.TB, n int) int {
 
 func newCluster(t testing.TB, n, threshold int, params string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: t.TempDir(), n: n}
-	c.analyst = filepath.Join(c.dir, "analyst.yaml")
-	args := []string{"consortium", "init", "--dir", c.dir, "--parties", fmt.Sprint(n), "--threshold", fmt.Sprint(threshold),
-		"--base-port", fmt.Sprint(freeBasePort(t, n)), "--fast-blocks",
-		"--dataset", "patients=" + filepath.Join(repoRoot(), "configs/sample/patients-party-{i}.csv")}
-	if params != "" {
-		args = append(args, "--parameters", params)
-	}
-	if out, err := c.ctl(args...); err != nil {
-		t.Fatalf("consortium init: %v\n%s", err, out)
-	}
+	c := initCluster(t, n, threshold, 0, params)
 	for i := 1; i <= n; i++ {
 		c.start(i, "mpcnode")
 	}
@@ -148,14 +138,39 @@ func (c *cluster) partyConfig(i int) string {
 }
 
 // start runs party i with the named binary and extra environment.
-func (c *cluster) start(i int, binary string, env ...string) {
-	cmd := exec.Command(filepath.Join(binDir, binary), "--config", c.partyConfig(i))
+// initCluster writes a consortium of n parties and k validator-only
+// members with the sample data, and starts nothing.
+func initCluster(t testing.TB, n, threshold, k int, params string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, dir: t.TempDir(), n: n}
+	c.analyst = filepath.Join(c.dir, "analyst.yaml")
+	args := []string{"consortium", "init", "--dir", c.dir, "--parties", fmt.Sprint(n), "--threshold", fmt.Sprint(threshold),
+		"--validators", fmt.Sprint(k), "--base-port", fmt.Sprint(freeBasePort(t, n+k)), "--fast-blocks",
+		"--dataset", "patients=" + filepath.Join(repoRoot(), "configs/sample/patients-party-{i}.csv")}
+	if params != "" {
+		args = append(args, "--parameters", params)
+	}
+	if out, err := c.ctl(args...); err != nil {
+		t.Fatalf("consortium init: %v\n%s", err, out)
+	}
+	return c
+}
+
+// startProcess starts binary (in binDir) with a config, its output
+// collected in a log buffer.
+func startProcess(t testing.TB, name, binary, config string, env ...string) (*exec.Cmd, *logBuffer) {
+	cmd := exec.Command(filepath.Join(binDir, binary), "--config", config)
 	cmd.Env = append(os.Environ(), env...)
 	log := new(logBuffer)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
-		c.t.Fatalf("start party-%d: %v", i, err)
+		t.Fatalf("start %s: %v", name, err)
 	}
+	return cmd, log
+}
+
+func (c *cluster) start(i int, binary string, env ...string) {
+	cmd, log := startProcess(c.t, fmt.Sprintf("party-%d", i), binary, c.partyConfig(i), env...)
 	for len(c.nodes) < i {
 		c.nodes = append(c.nodes, nil)
 		c.logs = append(c.logs, nil)
@@ -317,17 +332,7 @@ type validatorSet struct {
 // reachable.
 func newClusterWithValidators(t testing.TB, n, threshold, k int, params string) (*cluster, *validatorSet) {
 	t.Helper()
-	c := &cluster{t: t, dir: t.TempDir(), n: n}
-	c.analyst = filepath.Join(c.dir, "analyst.yaml")
-	args := []string{"consortium", "init", "--dir", c.dir, "--parties", fmt.Sprint(n), "--threshold", fmt.Sprint(threshold),
-		"--validators", fmt.Sprint(k), "--base-port", fmt.Sprint(freeBasePort(t, n+k)), "--fast-blocks",
-		"--dataset", "patients=" + filepath.Join(repoRoot(), "configs/sample/patients-party-{i}.csv")}
-	if params != "" {
-		args = append(args, "--parameters", params)
-	}
-	if out, err := c.ctl(args...); err != nil {
-		t.Fatalf("consortium init: %v\n%s", err, out)
-	}
+	c := initCluster(t, n, threshold, k, params)
 	vs := &validatorSet{c: c, procs: make([]*exec.Cmd, k), logs: make([]*logBuffer, k)}
 	for i := 1; i <= k; i++ {
 		vs.start(i)
@@ -348,13 +353,7 @@ func (vs *validatorSet) config(i int) string {
 
 // start runs validator-only member i.
 func (vs *validatorSet) start(i int) {
-	cmd := exec.Command(filepath.Join(binDir, "mpcnode"), "--config", vs.config(i))
-	log := new(logBuffer)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		vs.c.t.Fatalf("start validator-%d: %v", i, err)
-	}
-	vs.procs[i-1], vs.logs[i-1] = cmd, log
+	vs.procs[i-1], vs.logs[i-1] = startProcess(vs.c.t, fmt.Sprintf("validator-%d", i), "mpcnode", vs.config(i))
 }
 
 // stop ends validator-only member i's process.
