@@ -91,10 +91,17 @@ var (
 
 func txKey(hash []byte) []byte { return append([]byte("t/"), hash...) }
 
-// uniqueKey identifies the (kind, session, sender) slot a record fills.
+// uniqueKey identifies the (kind, session, sender) slot a record fills; a
+// round record's slot also has its body's digest (a session has a round
+// record per round).
 func uniqueKey(tx *Tx) []byte {
 	h := sha256.New()
-	for _, s := range []string{tx.Kind, tx.Session, tx.Sender} {
+	fields := []string{tx.Kind, tx.Session, tx.Sender}
+	if tx.Kind == KindRound {
+		b := sha256.Sum256(tx.Body)
+		fields = append(fields, string(b[:]))
+	}
+	for _, s := range fields {
 		var n [4]byte
 		binary.BigEndian.PutUint32(n[:], uint32(len(s)))
 		h.Write(n[:])

@@ -7,7 +7,7 @@
 // The ledger never interprets protocol data: a transaction's Body is opaque
 // bytes produced by the protocols and parties packages. What the ledger
 // enforces is who may write (a consortium member, signing as itself), what may
-// be written (the four record kinds), and that nothing is written twice.
+// be written (the record kinds), and that nothing is written twice.
 package ledger
 
 import (
@@ -33,6 +33,10 @@ const (
 	KindTranscript = "transcript"
 	// KindReceipt records the hash of a released result.
 	KindReceipt = "receipt"
+	// KindRound records one released round of a multi-round session
+	// (exact training releases its statistics round by round); a session
+	// has many, one per body.
+	KindRound = "round"
 )
 
 // Size limits of a transaction and of its fields.
@@ -57,7 +61,7 @@ var Suite = edwards25519.NewBlakeSHA256Ed25519()
 // KnownKind reports whether kind is one of the record kinds the ledger accepts.
 func KnownKind(kind string) bool {
 	switch kind {
-	case KindSetup, KindApproval, KindTranscript, KindReceipt:
+	case KindSetup, KindApproval, KindTranscript, KindReceipt, KindRound:
 		return true
 	}
 	return false

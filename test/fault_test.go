@@ -58,7 +58,7 @@ func TestMalformedCohortInputAbortsNamingTheSender(t *testing.T) {
 		t.Fatalf("setup: %v\n%s", err, out)
 	}
 	c.stop(2)
-	c.start(2, "mpcnode-faulty", "SYNOD_FAULT=truncate:query.input", "SYNOD_POLICY_MIN_COHORT=5")
+	c.start(2, "mpcnode-faulty", "SYNOD_FAULT=truncate:session.input", "SYNOD_POLICY_MIN_COHORT=5")
 	c.waitReachable(3)
 	q, err := c.query(demoQuery...)
 	if err == nil {

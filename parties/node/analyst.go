@@ -14,6 +14,7 @@ import (
 	"github.com/synod-mpc/synod/ledger"
 	"github.com/synod-mpc/synod/parties/pki"
 	"github.com/synod-mpc/synod/parties/wire"
+	"github.com/synod-mpc/synod/protocols/session"
 )
 
 // ListParties reports every party and whether it answers.
@@ -39,11 +40,11 @@ func (n *Node) ListParties(ctx context.Context, _ *synodv1.ListPartiesRequest) (
 func (n *Node) Setup(req *synodv1.SetupRequest, stream grpc.ServerStreamingServer[synodv1.Event]) error {
 	caller, _, _ := pki.PeerFromContext(stream.Context())
 	n.log.Info("setup requested", "by", caller, "parameters", req.GetParameters())
-	cs, err := n.runSetup(context.Background(), req.GetParameters(), nil)
+	d, err := n.runSetup(context.Background(), req.GetParameters())
 	if err != nil {
 		return status.Errorf(codes.FailedPrecondition, "%v", err)
 	}
-	return streamEvents(stream.Context(), cs, stream.Send)
+	return streamEvents(stream.Context(), d, stream.Send)
 }
 
 // SubmitQuery reads the spec and the analyst's key and starts the session.
@@ -81,25 +82,28 @@ func (n *Node) SubmitQuery(stream grpc.ClientStreamingServer[synodv1.SubmitQuery
 		return status.Errorf(codes.InvalidArgument, "analyst key: %v", err)
 	}
 	run := n.runQuery
-	if spec.GetInference() != nil {
+	switch {
+	case spec.GetInference() != nil:
 		run = n.runInference // model validation (infer.go)
+	case spec.GetTraining() != nil:
+		run = n.runTraining // train.go
 	}
-	cs, err := run(stream.Context(), caller, spec, keyBytes)
+	d, err := run(stream.Context(), caller, spec, keyBytes)
 	if err != nil {
 		return status.Errorf(codes.FailedPrecondition, "%v", err)
 	}
-	n.log.Info("query submitted", "session", cs.id, "analyst", caller, "dataset", spec.GetDataset())
-	return stream.SendAndClose(&synodv1.SubmitQueryResponse{Session: cs.id})
+	n.log.Info("query submitted", "session", d.id, "analyst", caller, "dataset", spec.GetDataset())
+	return stream.SendAndClose(&synodv1.SubmitQueryResponse{Session: d.id})
 }
 
-func (n *Node) coordSessionFor(id string) (*coordSession, error) {
+func (n *Node) coordSessionFor(id string) (*driver, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	cs, ok := n.coords[id]
+	d, ok := n.coords[id]
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "no session %q coordinated by %s", id, n.cfg.ID)
 	}
-	return cs, nil
+	return d, nil
 }
 
 // Watch streams a session's events until it ends.
@@ -111,9 +115,9 @@ func (n *Node) Watch(req *synodv1.WatchRequest, stream grpc.ServerStreamingServe
 	return streamEvents(stream.Context(), cs, stream.Send)
 }
 
-func streamEvents(ctx context.Context, cs *coordSession, send func(*synodv1.Event) error) error {
+func streamEvents(ctx context.Context, d *driver, send func(*synodv1.Event) error) error {
 	for i := 0; ; {
-		evs, wake, closed := cs.events.since(i)
+		evs, wake, closed := d.events.since(i)
 		for _, ev := range evs {
 			if err := send(ev); err != nil {
 				return err
@@ -134,46 +138,69 @@ func streamEvents(ctx context.Context, cs *coordSession, send func(*synodv1.Even
 	}
 }
 
-// FetchResult sends a finished query's result to the analyst who asked.
+// FetchResult sends a session's result to the analyst who asked: the
+// result of a round of a multi-round session, or the session's (last) one.
 func (n *Node) FetchResult(req *synodv1.FetchResultRequest, stream grpc.ServerStreamingServer[synodv1.FetchResultResponse]) error {
 	caller, _, err := pki.PeerFromContext(stream.Context())
 	if err != nil {
 		return status.Errorf(codes.Unauthenticated, "%v", err)
 	}
-	cs, err := n.coordSessionFor(req.GetSession())
+	d, err := n.coordSessionFor(req.GetSession())
 	if err != nil {
 		return err
 	}
-	if cs.analyst != caller {
-		return status.Errorf(codes.PermissionDenied, "session %s belongs to another analyst", cs.id)
+	if d.analyst != caller {
+		return status.Errorf(codes.PermissionDenied, "session %s belongs to another analyst", d.id)
 	}
-	cs.mu.Lock()
-	res, serr := cs.result, cs.err
-	cs.mu.Unlock()
+	res, st, serr := d.result(int(req.GetRound()))
 	switch {
-	case serr != nil:
-		return status.Errorf(codes.Aborted, "session %s failed: %v", cs.id, serr)
+	case res == nil && serr != nil:
+		return status.Errorf(codes.Aborted, "session %s failed: %v", d.id, serr)
+	case res == nil && req.GetRound() > 0:
+		return status.Errorf(codes.Unavailable, "session %s has not released round %d", d.id, req.GetRound())
 	case res == nil:
-		return status.Errorf(codes.Unavailable, "session %s is still running", cs.id)
+		return status.Errorf(codes.Unavailable, "session %s is still running (%s)", d.id, st)
 	}
-	if err := stream.Send(&synodv1.FetchResultResponse{Part: &synodv1.FetchResultResponse_Metadata{Metadata: res.meta}}); err != nil {
+	if err := stream.Send(&synodv1.FetchResultResponse{Part: &synodv1.FetchResultResponse_Metadata{Metadata: res.Meta}}); err != nil {
 		return err
 	}
 	if err := wire.SendChunks(func(c *synodv1.Chunk) error {
 		return stream.Send(&synodv1.FetchResultResponse{Part: &synodv1.FetchResultResponse_Ciphertext{Ciphertext: c}})
-	}, res.ciphertext); err != nil {
+	}, res.Ciphertext); err != nil {
 		return err
+	}
+	if req.GetRound() > 0 && !res.Meta.GetFinal() {
+		return nil
 	}
 	// Record the release itself; the analyst already holds the transcript's
 	// receipt, so this does not hold the answer back.
-	cs.releaseOnce.Do(func() {
+	d.released.Do(func() {
 		go func() {
-			rec := receiptRecord{Analyst: caller, ResultDigest: hex.EncodeToString(digest(res.ciphertext)),
-				TranscriptTx: hex.EncodeToString(res.meta.GetReceipt().GetTxHash()), Released: time.Now().UTC()}
-			if _, err := n.record(context.Background(), ledger.KindReceipt, cs.id, rec); err != nil {
-				n.log.Warn("could not record the release", "session", cs.id, "error", err)
+			rec := receiptRecord{Analyst: caller, ResultDigest: hex.EncodeToString(digest(res.Ciphertext)),
+				TranscriptTx: hex.EncodeToString(res.Meta.GetReceipt().GetTxHash()), Released: time.Now().UTC()}
+			if _, err := n.record(context.Background(), ledger.KindReceipt, d.id, rec); err != nil {
+				n.log.Warn("could not record the release", "session", d.id, "error", err)
 			}
 		}()
 	})
 	return nil
+}
+
+// Continue hands a multi-round session the analyst's next step.
+func (n *Node) Continue(ctx context.Context, req *synodv1.ContinueRequest) (*synodv1.ContinueResponse, error) {
+	caller, _, err := pki.PeerFromContext(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Unauthenticated, "%v", err)
+	}
+	d, err := n.coordSessionFor(req.GetSession())
+	if err != nil {
+		return nil, err
+	}
+	if d.analyst != caller {
+		return nil, status.Errorf(codes.PermissionDenied, "session %s belongs to another analyst", d.id)
+	}
+	if err := d.feed(session.Continue{Round: int(req.GetRound()), Coefficients: req.GetCoefficients(), Stop: req.GetStop()}); err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
+	}
+	return &synodv1.ContinueResponse{}, nil
 }

@@ -1,19 +1,11 @@
 package node
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
-	"strings"
-	"time"
-
-	"github.com/tuneinsight/lattigo/v5/core/rlwe"
-	"google.golang.org/protobuf/proto"
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
-	"github.com/synod-mpc/synod/engine"
 	"github.com/synod-mpc/synod/engine/model"
 	"github.com/synod-mpc/synod/parties/datasource"
 	"github.com/synod-mpc/synod/parties/policy"
@@ -78,34 +70,30 @@ func ValidateInference(spec *synodv1.QuerySpec) (*model.Model, model.Bins, error
 	return m, bins, nil
 }
 
-// inferenceQuery is checkQuery for a validation: the spec, the policy, the
-// dataset, its columns and a binary label. It returns the reason for
-// refusing; partialSums scores the records.
-func (n *Node) inferenceQuery(spec *synodv1.QuerySpec, analyst string) (*synodv1.QuerySpec, string) {
+// reviewInference is Review for a validation: the spec, the policy, the
+// dataset, its columns and a binary label. Cells scores the records.
+func (n *Node) reviewInference(spec *synodv1.QuerySpec, analyst string) error {
 	if _, _, err := ValidateInference(spec); err != nil {
-		return nil, err.Error()
+		return err
 	}
 	inf := spec.GetInference()
 	cols := append(slices.Clone(inf.GetFeatures()), inf.GetLabel())
 	if err := n.cfg.Policy.Check(policy.Request{Analyst: analyst, Dataset: spec.GetDataset(), Columns: cols}); err != nil {
-		return nil, err.Error()
+		return err
 	}
 	table, ok := n.datasets[spec.GetDataset()]
 	if !ok {
-		return nil, fmt.Sprintf("dataset %q is not declared by %s", spec.GetDataset(), n.cfg.ID)
+		return fmt.Errorf("dataset %q is not declared by %s", spec.GetDataset(), n.cfg.ID)
 	}
 	if mc := n.cfg.Policy.MinCohort; mc > 0 {
-		return nil, fmt.Sprintf("policy rule min_cohort: this party requires a minimum cohort of %d, which model validation does not apply to its score bins yet", mc)
+		return fmt.Errorf("policy rule min_cohort: this party requires a minimum cohort of %d, which model validation does not apply to its score bins yet", mc)
 	}
 	for _, c := range cols {
 		if _, err := table.Column(c); err != nil {
-			return nil, "inference: " + err.Error()
+			return fmt.Errorf("inference: %w", err)
 		}
 	}
-	if err := checkLabel(table, inf.GetLabel()); err != nil {
-		return nil, err.Error()
-	}
-	return spec, ""
+	return checkLabel(table, inf.GetLabel())
 }
 
 // inferenceCells scores every record of t with m and bins the scores with
@@ -173,115 +161,4 @@ func checkLabel(t *datasource.Table, label string) error {
 		return fmt.Errorf("inference: label column %q of dataset %s must hold 0 or 1; %d of its %d rows do not", label, t.Name, bad, t.Rows)
 	}
 	return nil
-}
-
-// runInference coordinates one validation for analyst: runQuery's checks
-// with the validation's own, then coordinateInference.
-func (n *Node) runInference(ctx context.Context, analyst string, spec *synodv1.QuerySpec, analystKey []byte) (*coordSession, error) {
-	st := n.keyState()
-	if st == nil {
-		return nil, fmt.Errorf("the consortium is not set up; run mpcctl setup")
-	}
-	_, bins, err := ValidateInference(spec)
-	if err != nil {
-		return nil, err
-	}
-	if bins.Cells() > st.Params.MaxSlots() {
-		return nil, fmt.Errorf("inference: %d cells exceed the %d slots of one %s ciphertext", bins.Cells(), st.Params.MaxSlots(), st.Params.Name)
-	}
-	target, err := engine.DecodePublicKey(st.Params, analystKey)
-	if err != nil {
-		return nil, fmt.Errorf("analyst public key: %w", err)
-	}
-	ready := n.readyParties(ctx, st)
-	if len(ready) < n.cons.Threshold {
-		return nil, fmt.Errorf("only %d of %d parties are reachable and set up (%s); the threshold is %d, so nothing can be decrypted and nothing was released",
-			len(ready), len(n.parties), strings.Join(ready, ", "), n.cons.Threshold)
-	}
-	cs := n.newCoordSession(context.Background(), ready)
-	cs.analyst, cs.spec, cs.started = analyst, spec, time.Now().UTC()
-	go cs.coordinateInference(st, target, bins)
-	return cs, nil
-}
-
-// readyParties lists the parties that answer and hold this node's setup keys.
-func (n *Node) readyParties(ctx context.Context, st *keyState) []string {
-	alive := n.pingAll(ctx)
-	var ready []string
-	for _, p := range n.parties {
-		if r, ok := alive[p]; ok && r.GetSetupDone() && string(r.GetSetupDigest()) == string(st.Meta.Digest) {
-			ready = append(ready, p)
-		}
-	}
-	return ready
-}
-
-// coordinateInference runs a validation session: approval, request, the
-// parties' encrypted cells, their sum, the key switch to the analyst, the
-// transcript on the chain, the result.
-func (cs *coordSession) coordinateInference(st *keyState, target *rlwe.PublicKey, bins model.Bins) {
-	n := cs.n
-	params := st.Params
-	cs.event("parties", "", "%d of %d parties reachable: %s", len(cs.participants), len(n.parties), strings.Join(cs.participants, ", "))
-	specBytes, err := proto.MarshalOptions{Deterministic: true}.Marshal(cs.spec)
-	if err != nil {
-		cs.finish(err)
-		return
-	}
-	cs.event("inference", "", "validation of model %s (%x) on %s: %d score bins, %d calibration bins, %d encrypted cells per party",
-		modelName(cs.spec), digest(cs.spec.GetInference().GetModel())[:8], cs.spec.GetDataset(), bins.ROC, bins.Calibration, bins.Cells())
-	ap, err := cs.approve(st, specBytes)
-	if err != nil {
-		cs.finish(err)
-		return
-	}
-	cs.approvalTx, cs.certificate = ap.txHash, ap.certificate
-	// No minimum-cohort stage: a party whose policy sets a minimum cohort
-	// refuses a validation (its cells are score bins, which the cohort test
-	// over GROUP BY groups does not cover yet).
-	request, err := json.Marshal(queryRequest{Spec: specBytes, Analyst: cs.analyst, Certificate: ap.certificate})
-	if err != nil {
-		cs.finish(err)
-		return
-	}
-	for _, p := range ap.approvers {
-		if err := cs.post(p, kindQueryRequest, request); err != nil {
-			cs.finish(&partyFault{p, err})
-			return
-		}
-	}
-	cs.event("inputs", "", "waiting for the parties' encrypted cells (each scores its own records locally)")
-	inputs, active, err := collectInputs(cs, ap.approvers, "inputs", func(in *synodv1.QueryInput) (*rlwe.Ciphertext, error) {
-		return engine.DecodeCiphertext(params, in.GetValues())
-	})
-	if err != nil {
-		cs.finish(err)
-		return
-	}
-	if len(active) < n.cons.Threshold {
-		cs.finish(fmt.Errorf("only %d parties remain, below the threshold %d; nothing was released", len(active), n.cons.Threshold))
-		return
-	}
-	ctBytes, contributors, group, err := cs.sumAndSwitch(params, inputs, target, active)
-	if err != nil {
-		cs.finish(err)
-		return
-	}
-	meta := &synodv1.ResultMetadata{Session: cs.id, Spec: cs.spec, Parameters: params.Name, Contributors: contributors,
-		KeySwitchers: group, Precision: engine.Precision(params, len(group))}
-	for _, l := range bins.Layout() {
-		meta.Slots = append(meta.Slots, &synodv1.ResultSlot{Label: l})
-	}
-	cs.release(st, specBytes, meta, ctBytes, nil)
-}
-
-// modelName is the name inside a validation's model, for progress messages.
-func modelName(spec *synodv1.QuerySpec) string {
-	var head struct {
-		Name string `json:"name"`
-	}
-	if json.Unmarshal(spec.GetInference().GetModel(), &head) != nil || head.Name == "" {
-		return "(unnamed)"
-	}
-	return head.Name
 }

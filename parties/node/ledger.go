@@ -2,9 +2,12 @@ package node
 
 import (
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"go.dedis.ch/kyber/v3"
 
@@ -159,4 +162,54 @@ func (g *guardedChain) WatchBlocks(ctx context.Context) (<-chan int64, func(), e
 		return nil, nil, err
 	}
 	return blocks, func() { stop(); unlink(); cancel() }, nil
+}
+
+// approvalOnChain waits until the session's approval certificate is
+// recorded on this node's chain: its validator may be a block behind the
+// coordinator's. It looks again at every block its validator commits
+// (embedded validator), or every 10 ms (remote chain), for at most two peer
+// timeouts.
+func (n *Node) approvalOnChain(session string, cert []byte) error {
+	wait := 2 * n.cfg.Timeouts.Peer
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	// Watch first, then look, so that a block committed in between wakes
+	// the wait.
+	var blocks <-chan int64
+	poll := 10 * time.Millisecond
+	if w, ok := n.chain.(ledger.BlockWatcher); ok {
+		if b, stop, err := w.WatchBlocks(ctx); err == nil {
+			defer stop()
+			blocks, poll = b, 100*time.Millisecond // polling only as a fallback
+		}
+	}
+	want := hex.EncodeToString(cert)
+	var lastErr error
+	for {
+		recs, err := n.chain.Session(ctx, session)
+		if err == nil {
+			for _, r := range recs {
+				if r.Tx.Kind != ledger.KindApproval {
+					continue
+				}
+				var a approvalRecord
+				if json.Unmarshal(r.Tx.Body, &a) == nil && a.Certificate == want {
+					return nil
+				}
+			}
+		} else if errors.Is(err, errLedgerStopped) {
+			return fmt.Errorf("no approval certificate for session %s: %w", session, err)
+		} else if ctx.Err() == nil {
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no approval certificate for session %s on the chain within %v (last error: %v)", session, wait, lastErr)
+		case _, ok := <-blocks:
+			if !ok {
+				blocks, poll = nil, 10*time.Millisecond
+			}
+		case <-time.After(poll):
+		}
+	}
 }

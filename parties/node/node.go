@@ -1,7 +1,10 @@
 // Package node is the party node runtime: it loads the node's identity,
-// consortium and data, serves the Peer and Analyst gRPC services, drives the
-// protocol state machines of package protocols for the sessions it takes
-// part in, and coordinates the sessions analysts start on it.
+// consortium and data, serves the Peer and Analyst gRPC services, and drives
+// the session machines of package protocols/session — the sessions it
+// coordinates for the analysts who ask it, and its party's side of every
+// session — over the transport, the chain and the disk. Session logic lives
+// in the machines; this package does I/O: it signs and routes messages,
+// commits records, stores keys and models, keeps results, arms timers.
 package node
 
 import (
@@ -57,8 +60,8 @@ type Node struct {
 
 	mu       sync.Mutex
 	state    *keyState
-	sessions map[string]*partySession       // sessions this node takes part in
-	coords   map[string]*coordSession       // sessions this node coordinates
+	sessions map[string]*driver             // this node's party machines, by session
+	coords   map[string]*driver             // the sessions this node coordinates
 	seen     map[string]map[string]struct{} // per session: (from, to, seq) already delivered
 	ended    map[string]bool                // sessions over for this node's party role: never restarted
 	seq      atomic.Uint64                  // sequence of every envelope this node signs
@@ -118,8 +121,8 @@ func New(cfg *config.Party, log *slog.Logger) (*Node, error) {
 		noise:      policy.NewNoiseSource(),
 		creds:      creds,
 		log:        log.With("party", cfg.ID),
-		sessions:   map[string]*partySession{},
-		coords:     map[string]*coordSession{},
+		sessions:   map[string]*driver{},
+		coords:     map[string]*driver{},
 		seen:       map[string]map[string]struct{}{},
 		ended:      map[string]bool{},
 	}
@@ -234,9 +237,5 @@ func (n *Node) keyState() *keyState {
 	defer n.mu.Unlock()
 	return n.state
 }
-
-func (n *Node) threshold() int { return n.cons.Threshold }
-
-type kyberPoint = kyber.Point
 
 var cryptoRand = rand.Reader

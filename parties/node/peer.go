@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
+
+	"go.dedis.ch/kyber/v3"
+	"google.golang.org/protobuf/proto"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -16,6 +18,7 @@ import (
 	"github.com/synod-mpc/synod/parties/transport"
 	"github.com/synod-mpc/synod/parties/wire"
 	"github.com/synod-mpc/synod/protocols"
+	"github.com/synod-mpc/synod/protocols/session"
 )
 
 // Ping answers whether this node is alive and set up.
@@ -61,33 +64,31 @@ func (e *badSignature) Unwrap() error { return e.err }
 // abortForged ends the session an envelope with a bad signature was for, if
 // this node coordinates it or takes part in it, naming caller: the party
 // whose authenticated connection delivered it either forged it or, as a
-// relay, altered it. A coordinator finishes the session with a fault of
-// caller (through its inbox, as if it had reported the failure to itself);
-// a party reports the failure to its session's coordinator and stops. An
-// envelope for a session this node does not know is only refused: a party
-// cannot end sessions it cannot name.
+// relay, altered it. A coordinator's machine fails the session with a fault
+// of caller (as if caller had reported it); a party's machine reports the
+// failure to its session's coordinator and stops. An envelope for a
+// session this node does not know is only refused: a party cannot end
+// sessions it cannot name.
 func (n *Node) abortForged(caller string, env *synodv1.Envelope, err error) {
 	n.mu.Lock()
 	cs := n.coords[env.GetSession()]
 	ps := n.sessions[env.GetSession()]
 	n.mu.Unlock()
-	if cs == nil && ps == nil {
-		return
-	}
-	payload, _ := json.Marshal(sessionError{Party: caller,
-		Message: fmt.Sprintf("delivered over %s's connection an envelope that is not authentic: %v", caller, err)})
-	if cs != nil {
+	report := &synodv1.SessionError{Party: caller,
+		Message: fmt.Sprintf("delivered over %s's connection an envelope that is not authentic: %v", caller, err)}
+	payload, _ := proto.Marshal(report)
+	switch {
+	case cs != nil:
 		n.log.Warn("aborting session: envelope with a bad signature", "session", cs.id, "from_connection", caller)
-		if ierr := cs.toInbox(&synodv1.Envelope{Session: cs.id, Kind: kindSessionError, From: n.cfg.ID, To: n.cfg.ID, Payload: payload}); ierr != nil {
-			n.log.Warn("could not abort session", "session", cs.id, "error", ierr)
+		forged := protocols.Message{Session: cs.id, Kind: session.KindError, From: protocols.PartyID(caller), To: protocols.PartyID(n.cfg.ID), Payload: payload}
+		if cs.feed(session.Deliver{Msg: forged}) != nil {
+			n.log.Warn("could not abort session", "session", cs.id)
 		}
-		return
+	case ps != nil:
+		n.log.Warn("leaving session: envelope with a bad signature", "session", ps.id, "from_connection", caller, "coordinator", ps.coordinator)
+		ps.send(protocols.Message{Kind: session.KindError, To: protocols.PartyID(ps.coordinator), Payload: payload})
+		ps.stop(err)
 	}
-	n.log.Warn("leaving session: envelope with a bad signature", "session", ps.id, "from_connection", caller, "coordinator", ps.coordinator)
-	if serr := n.send(ps, protocols.Message{Kind: kindSessionError, To: protocols.PartyID(ps.coordinator), Payload: payload}); serr != nil {
-		n.log.Warn("could not report failure", "session", ps.id, "error", serr)
-	}
-	ps.close()
 }
 
 // accept verifies and routes one envelope, whether it came from the network
@@ -110,8 +111,15 @@ func (n *Node) accept(env *synodv1.Envelope) error {
 }
 
 // route hands a verified envelope (with its transcript digest) to the
-// session it belongs to, refusing replays.
+// machine it is for, refusing replays and kinds no session knows: a
+// coordinator's machine, the relay of a session this node coordinates, or
+// this node's party.
 func (n *Node) route(env *synodv1.Envelope, digest []byte) error {
+	kind := protocols.Kind(env.GetKind())
+	rt, ok := session.RouteOf(kind)
+	if !ok {
+		return fmt.Errorf("session %s: unknown message kind %q", env.GetSession(), kind)
+	}
 	replayKey := fmt.Sprintf("%s|%s|%d", env.GetFrom(), env.GetTo(), env.GetSeq())
 	n.mu.Lock()
 	seen := n.seen[env.GetSession()]
@@ -128,7 +136,25 @@ func (n *Node) route(env *synodv1.Envelope, digest []byte) error {
 	n.mu.Unlock()
 
 	if cs != nil {
-		return cs.receive(env, digest)
+		if !slices.Contains(cs.participants, env.GetFrom()) {
+			return fmt.Errorf("session %s: %s is not a participant", cs.id, env.GetFrom())
+		}
+		cs.appendTranscript(digest)
+		switch {
+		case rt.Relayed:
+			cs.relay(env)
+			return cs.feed(session.Relayed{Kind: kind, From: protocols.PartyID(env.GetFrom())})
+		case rt.To == session.ToCoordinator:
+			if env.GetTo() != n.cfg.ID {
+				return fmt.Errorf("session %s: %s must be addressed to the coordinator", cs.id, kind)
+			}
+			return cs.feed(session.Deliver{Msg: wire.Message(env)})
+		default:
+			return fmt.Errorf("session %s: %s comes from the coordinator, not from %s", cs.id, kind, env.GetFrom())
+		}
+	}
+	if rt.To != session.ToParty {
+		return fmt.Errorf("%s for session %s, which %s does not coordinate", kind, env.GetSession(), n.cfg.ID)
 	}
 	if env.GetTo() != "" && env.GetTo() != n.cfg.ID {
 		return fmt.Errorf("envelope for %s reached %s, which does not coordinate session %s", env.GetTo(), n.cfg.ID, env.GetSession())
@@ -136,29 +162,59 @@ func (n *Node) route(env *synodv1.Envelope, digest []byte) error {
 	return n.partyReceive(env)
 }
 
-// send seals a message from this node's party role and hands it to the
-// session's coordinator (possibly this node).
-func (n *Node) send(ps *partySession, m protocols.Message) error {
-	m.From = protocols.PartyID(n.cfg.ID)
-	m.Session = ps.id
-	if outgoingHook != nil {
-		outgoingHook(&m)
+// partyReceive hands an envelope to this node's party machine of its
+// session, creating the machine on the coordinator's first message.
+func (n *Node) partyReceive(env *synodv1.Envelope) error {
+	kind := protocols.Kind(env.GetKind())
+	rt, _ := session.RouteOf(kind)
+	st := n.keyState() // before n.mu: keyState takes it
+	n.mu.Lock()
+	if n.ended[env.GetSession()] {
+		n.mu.Unlock()
+		return fmt.Errorf("session %s has ended", env.GetSession())
 	}
-	env, digest, err := wire.SealDigest(n.id, m, n.seq.Add(1))
-	if err != nil {
-		return err
+	ps := n.sessions[env.GetSession()]
+	if ps == nil {
+		if !rt.Opens {
+			n.mu.Unlock()
+			return fmt.Errorf("unknown session %s for %s", env.GetSession(), kind)
+		}
+		if env.GetTo() != n.cfg.ID {
+			n.mu.Unlock()
+			return fmt.Errorf("%s must be addressed to this party", kind)
+		}
+		ps = n.startParty(env.GetSession(), env.GetFrom(), n.partyMachine(env.GetSession(), env.GetFrom(), kind, st))
 	}
-	if ps.coordinator == n.cfg.ID {
-		// Signed here a moment ago: route it without hashing it again.
-		return n.route(env, digest)
+	n.mu.Unlock()
+	if !rt.Relayed && env.GetFrom() != ps.coordinator {
+		return fmt.Errorf("%s from %s, but %s coordinates session %s", kind, env.GetFrom(), ps.coordinator, ps.id)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeouts.Peer*6)
-	defer cancel()
-	return n.peers.Deliver(ctx, ps.coordinator, env)
+	return ps.feed(session.Deliver{Msg: wire.Message(env)})
 }
 
-// isControl reports whether a kind is addressed to the coordinator itself
-// rather than relayed to the parties.
-func isControl(kind string) bool {
-	return strings.HasPrefix(kind, "query.") || strings.HasPrefix(kind, "keyswitch.") || kind == kindSessionError || kind == kindSetupStored
+// partyMachine builds this node's party machine for a session opened by a
+// message of kind.
+func (n *Node) partyMachine(id, coordinator string, kind protocols.Kind, st *keyState) session.Stepper {
+	self, coord := protocols.PartyID(n.cfg.ID), protocols.PartyID(coordinator)
+	if kind == session.KindSetupStart {
+		peerKeys := map[protocols.PartyID]kyber.Point{}
+		for p, k := range n.keys {
+			peerKeys[protocols.PartyID(p)] = k
+		}
+		return session.NewSetupParty(session.SetupPartyConfig{Session: id, Self: self, Coordinator: coord,
+			Parties: partyIDs(n.parties), Threshold: n.cons.Threshold, Identity: n.id.Secret, PeerKeys: peerKeys, Rand: cryptoRand})
+	}
+	cfg := session.PartyConfig{Session: id, Self: self, Coordinator: coord, Threshold: n.cons.Threshold, Host: host{n}}
+	if st != nil {
+		cfg.Keys = st.keys()
+	}
+	return session.NewParty(cfg, n.partyExtension())
+}
+
+func partyIDs(ids []string) []protocols.PartyID {
+	out := make([]protocols.PartyID, len(ids))
+	for i, p := range ids {
+		out[i] = protocols.PartyID(p)
+	}
+	return out
 }

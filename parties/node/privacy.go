@@ -123,28 +123,3 @@ func (n *Node) addNoiseShares(spec *synodv1.QuerySpec, values []float64) ([]floa
 	}
 	return scales, nil
 }
-
-// groupCounts extracts each group's (noisy) count from a party's partial
-// sums: the inputs of the cohort test.
-func groupCounts(spec *synodv1.QuerySpec, values []float64) []float64 {
-	groups, per := query.GroupShape(spec)
-	counts := make([]float64, groups)
-	for g := range counts {
-		counts[g] = values[g*per]
-	}
-	return counts
-}
-
-// suppress zeroes every slot of the suppressed groups.
-func suppress(spec *synodv1.QuerySpec, values []float64, groups []int) error {
-	n, per := query.GroupShape(spec)
-	for _, g := range groups {
-		if g < 0 || g >= n {
-			return fmt.Errorf("suppressed group %d outside [0, %d)", g, n)
-		}
-		for i := g * per; i < (g+1)*per; i++ {
-			values[i] = 0
-		}
-	}
-	return nil
-}

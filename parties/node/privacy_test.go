@@ -1,7 +1,6 @@
 package node
 
 import (
-	"encoding/json"
 	"math"
 	"slices"
 	"testing"
@@ -92,30 +91,4 @@ func TestNoiseSharesNeedRanges(t *testing.T) {
 	if scales, err := n.addNoiseShares(spec, values); err != nil || scales != nil || values[0] != 7 || values[1] != 8 {
 		t.Fatalf("no privacy asked, yet %v %v %v", scales, values, err)
 	}
-}
-
-// A suppression list from the coordinator is refused, not trusted, when it
-// names groups the query does not have.
-func FuzzSuppress(f *testing.F) {
-	f.Add([]byte(`{"groups":[1]}`))
-	f.Add([]byte(`{"groups":[-1, 7]}`))
-	f.Add([]byte(`{"groups":[9223372036854775807]}`))
-	spec, err := query.CompileSQL("SELECT sex, COUNT(*), AVG(bmi) FROM patients GROUP BY sex IN (0, 1)")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Fuzz(func(t *testing.T, payload []byte) {
-		var sup querySuppress
-		if json.Unmarshal(payload, &sup) != nil {
-			return
-		}
-		values := []float64{1, 2, 3, 4}
-		if err := suppress(spec, values, sup.Groups); err == nil {
-			for _, g := range sup.Groups {
-				if values[2*g] != 0 || values[2*g+1] != 0 {
-					t.Fatalf("group %d not zeroed: %v", g, values)
-				}
-			}
-		}
-	})
 }

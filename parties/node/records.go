@@ -3,12 +3,17 @@ package node
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
 	"github.com/synod-mpc/synod/ledger"
+	"github.com/synod-mpc/synod/protocols/session"
 )
 
 // The bodies of the ledger records a node writes. JSON, because auditors
@@ -40,7 +45,8 @@ type approvalRecord struct {
 	MinCohort int     `json:"min_cohort,omitempty"`
 }
 
-// transcriptRecord is a finished session's transcript.
+// transcriptRecord is a finished session's transcript, or one released
+// round of a multi-round session (ledger kind round).
 type transcriptRecord struct {
 	Analyst      string    `json:"analyst"`
 	Parameters   string    `json:"parameters"`
@@ -50,12 +56,25 @@ type transcriptRecord struct {
 	Participants []string  `json:"participants"`
 	Contributors []string  `json:"contributors"`
 	KeySwitchers []string  `json:"key_switchers"`
+	Refreshers   []string  `json:"refreshers,omitempty"`
 	Messages     []string  `json:"messages"`    // SHA-256 of every signed envelope of the session, in order
 	ResultDigest string    `json:"result_hash"` // SHA-256 of the result ciphertext released to the analyst
 	MinCohort    int       `json:"min_cohort,omitempty"`
 	Suppressed   []string  `json:"suppressed,omitempty"` // groups below the minimum cohort, zeroed
+	Round        int       `json:"round,omitempty"`
+	Rounds       int       `json:"rounds,omitempty"`
+	Outcome      string    `json:"outcome,omitempty"`
 	Started      time.Time `json:"started"`
 	Finished     time.Time `json:"finished"`
+}
+
+// modelRecord is the chain record of a model upload or a prediction (a
+// transcript record with the model's identity).
+type modelRecord struct {
+	transcriptRecord
+	Model       string   `json:"model"`
+	ModelDigest string   `json:"model_digest"`
+	Parties     []string `json:"allowed_parties,omitempty"`
 }
 
 // receiptRecord records that a result was released to its analyst.
@@ -69,6 +88,70 @@ type receiptRecord struct {
 func digest(b []byte) []byte {
 	h := sha256.Sum256(b)
 	return h[:]
+}
+
+func strs[T ~string](ids []T) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = string(id)
+	}
+	return out
+}
+
+// commit turns a machine's record into its chain body — with the
+// transcript's message digests and the times, which only the driver knows —
+// and commits it.
+func (d *driver) commit(c session.Commit) session.Committed {
+	body, err := d.recordBody(c)
+	if err != nil {
+		return session.Committed{Ref: c.Ref, Err: err}
+	}
+	began := time.Now()
+	r, err := d.n.record(d.ctx, c.Kind, d.id, body)
+	if d.role == session.ToCoordinator {
+		d.mu.Lock()
+		d.ledgerTime += time.Since(began)
+		d.mu.Unlock()
+	}
+	if err != nil {
+		return session.Committed{Ref: c.Ref, Err: err}
+	}
+	return session.Committed{Ref: c.Ref, Receipt: session.Receipt{Height: r.Height, TxHash: r.TxHash}}
+}
+
+func (d *driver) recordBody(c session.Commit) (any, error) {
+	switch r := c.Record.(type) {
+	case session.SetupRecord:
+		return setupRecord{Parameters: r.Parameters, Parties: strs(r.Parties), Threshold: r.Threshold,
+			KeyDigest: hex.EncodeToString(r.KeyDigest), GroupKey: hex.EncodeToString(r.GroupKey), CRSSeed: hex.EncodeToString(r.CRSSeed)}, nil
+	case session.ApprovalRecord:
+		spec := &synodv1.QuerySpec{}
+		if err := proto.Unmarshal(r.Spec, spec); err != nil {
+			return nil, fmt.Errorf("approval record: spec: %w", err)
+		}
+		return approvalRecord{Analyst: r.Analyst, Spec: hex.EncodeToString(r.Spec), SpecDigest: hex.EncodeToString(digest(r.Spec)),
+			Certificate: hex.EncodeToString(r.Certificate), Signers: r.Signers, SetupID: r.SetupSession,
+			Epsilon: spec.GetPrivacy().GetEpsilon(), MinCohort: r.MinCohort}, nil
+	case session.TranscriptRecord:
+		rec := transcriptRecord{Analyst: r.Analyst, Parameters: r.Parameters, SpecDigest: hex.EncodeToString(r.SpecDigest),
+			ApprovalTx: hex.EncodeToString(r.ApprovalTx), SetupID: r.SetupSession, Participants: strs(r.Participants),
+			Contributors: strs(r.Contributors), KeySwitchers: strs(r.KeySwitchers), Refreshers: strs(r.Refreshers),
+			ResultDigest: hex.EncodeToString(r.ResultDigest), MinCohort: r.MinCohort, Suppressed: r.Suppressed,
+			Round: r.Round, Rounds: r.Rounds, Outcome: r.Outcome, Started: d.started, Finished: time.Now().UTC()}
+		if len(r.ApprovalTx) == 0 {
+			rec.ApprovalTx = ""
+		}
+		if c.Transcript {
+			for _, h := range d.transcriptDigests() {
+				rec.Messages = append(rec.Messages, hex.EncodeToString(h))
+			}
+		}
+		if r.Model == "" {
+			return rec, nil
+		}
+		return modelRecord{transcriptRecord: rec, Model: r.Model, ModelDigest: hex.EncodeToString(r.ModelDigest)}, nil
+	}
+	return nil, fmt.Errorf("record of unknown type %T", c.Record)
 }
 
 // record signs and commits one record to the chain.

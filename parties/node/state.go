@@ -10,6 +10,7 @@ import (
 	"github.com/synod-mpc/synod/engine"
 	"github.com/synod-mpc/synod/parties/keystore"
 	"github.com/synod-mpc/synod/protocols"
+	"github.com/synod-mpc/synod/protocols/session"
 )
 
 // keyState is what a node keeps from the consortium setup: the collective
@@ -19,6 +20,11 @@ type keyState struct {
 	Params engine.Parameters
 	Result *protocols.SetupResult
 	DKG    *protocols.DKGResult // this party's share of the consortium BLS key
+}
+
+// keys are the setup's keys as the session machines take them.
+func (st *keyState) keys() *session.Keys {
+	return &session.Keys{Params: st.Params, Setup: st.Result, DKG: st.DKG, SetupSession: st.Meta.Session}
 }
 
 // setupMeta is the readable summary stored beside the keys.

@@ -150,6 +150,108 @@ func (Filter_Op) EnumDescriptor() ([]byte, []int) {
 	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{6, 0}
 }
 
+type Training_Model int32
+
+const (
+	Training_MODEL_UNSPECIFIED Training_Model = 0
+	Training_LINEAR            Training_Model = 1
+	Training_LOGISTIC          Training_Model = 2
+)
+
+// Enum value maps for Training_Model.
+var (
+	Training_Model_name = map[int32]string{
+		0: "MODEL_UNSPECIFIED",
+		1: "LINEAR",
+		2: "LOGISTIC",
+	}
+	Training_Model_value = map[string]int32{
+		"MODEL_UNSPECIFIED": 0,
+		"LINEAR":            1,
+		"LOGISTIC":          2,
+	}
+)
+
+func (x Training_Model) Enum() *Training_Model {
+	p := new(Training_Model)
+	*p = x
+	return p
+}
+
+func (x Training_Model) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Training_Model) Descriptor() protoreflect.EnumDescriptor {
+	return file_synod_v1_analyst_proto_enumTypes[2].Descriptor()
+}
+
+func (Training_Model) Type() protoreflect.EnumType {
+	return &file_synod_v1_analyst_proto_enumTypes[2]
+}
+
+func (x Training_Model) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Training_Model.Descriptor instead.
+func (Training_Model) EnumDescriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{10, 0}
+}
+
+type Training_Mode int32
+
+const (
+	Training_MODE_UNSPECIFIED Training_Mode = 0
+	// Each round the parties' sufficient statistics are summed under
+	// encryption and released to the analyst, who solves (engine/glm).
+	Training_EXACT Training_Mode = 1
+	// The model stays encrypted under the collective key for the whole
+	// training; only the final model is released (engine/train).
+	Training_ENCRYPTED Training_Mode = 2
+)
+
+// Enum value maps for Training_Mode.
+var (
+	Training_Mode_name = map[int32]string{
+		0: "MODE_UNSPECIFIED",
+		1: "EXACT",
+		2: "ENCRYPTED",
+	}
+	Training_Mode_value = map[string]int32{
+		"MODE_UNSPECIFIED": 0,
+		"EXACT":            1,
+		"ENCRYPTED":        2,
+	}
+)
+
+func (x Training_Mode) Enum() *Training_Mode {
+	p := new(Training_Mode)
+	*p = x
+	return p
+}
+
+func (x Training_Mode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Training_Mode) Descriptor() protoreflect.EnumDescriptor {
+	return file_synod_v1_analyst_proto_enumTypes[3].Descriptor()
+}
+
+func (Training_Mode) Type() protoreflect.EnumType {
+	return &file_synod_v1_analyst_proto_enumTypes[3]
+}
+
+func (x Training_Mode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Training_Mode.Descriptor instead.
+func (Training_Mode) EnumDescriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{10, 1}
+}
+
 type Privacy_Mechanism int32
 
 const (
@@ -183,11 +285,11 @@ func (x Privacy_Mechanism) String() string {
 }
 
 func (Privacy_Mechanism) Descriptor() protoreflect.EnumDescriptor {
-	return file_synod_v1_analyst_proto_enumTypes[2].Descriptor()
+	return file_synod_v1_analyst_proto_enumTypes[4].Descriptor()
 }
 
 func (Privacy_Mechanism) Type() protoreflect.EnumType {
-	return &file_synod_v1_analyst_proto_enumTypes[2]
+	return &file_synod_v1_analyst_proto_enumTypes[4]
 }
 
 func (x Privacy_Mechanism) Number() protoreflect.EnumNumber {
@@ -196,7 +298,7 @@ func (x Privacy_Mechanism) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Privacy_Mechanism.Descriptor instead.
 func (Privacy_Mechanism) EnumDescriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{21, 0}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{22, 0}
 }
 
 type ListPartiesRequest struct {
@@ -871,7 +973,12 @@ type QuerySpec struct {
 	Privacy *Privacy `protobuf:"bytes,6,opt,name=privacy,proto3" json:"privacy,omitempty"`
 	// Validation of a model instead of aggregates: when set, aggregates,
 	// filters, where, group_by and privacy must be empty.
-	Inference     *Inference `protobuf:"bytes,7,opt,name=inference,proto3" json:"inference,omitempty"`
+	Inference *Inference `protobuf:"bytes,7,opt,name=inference,proto3" json:"inference,omitempty"`
+	// Training of a model instead of aggregates: when set, aggregates,
+	// group_by and inference must be empty; filters and where select the
+	// training rows; privacy (exact mode only) noises the released
+	// statistics.
+	Training      *Training `protobuf:"bytes,8,opt,name=training,proto3" json:"training,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -955,6 +1062,176 @@ func (x *QuerySpec) GetInference() *Inference {
 	return nil
 }
 
+func (x *QuerySpec) GetTraining() *Training {
+	if x != nil {
+		return x.Training
+	}
+	return nil
+}
+
+// Training asks the parties to fit a generalized linear model together
+// (mpcctl train). Features and label are scaled by their declared ranges
+// (x' = (x - center)/half, so |x'| <= 1): the ranges are part of the spec,
+// every party checks them against the consortium schema and refuses rows
+// outside them.
+type Training struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Model    Training_Model         `protobuf:"varint,1,opt,name=model,proto3,enum=synod.v1.Training_Model" json:"model,omitempty"`
+	Mode     Training_Mode          `protobuf:"varint,2,opt,name=mode,proto3,enum=synod.v1.Training_Mode" json:"mode,omitempty"`
+	Label    string                 `protobuf:"bytes,3,opt,name=label,proto3" json:"label,omitempty"`
+	Features []string               `protobuf:"bytes,4,rep,name=features,proto3" json:"features,omitempty"`
+	// L2 penalty lambda of the mean loss (engine/glm, engine/train).
+	L2 float64 `protobuf:"fixed64,5,opt,name=l2,proto3" json:"l2,omitempty"`
+	// Rounds at most: Newton iterations (exact logistic), gradient steps
+	// (encrypted); exact linear has one.
+	Iterations uint32 `protobuf:"varint,6,opt,name=iterations,proto3" json:"iterations,omitempty"`
+	// Declared [min, max] of every feature, in order, then of the label
+	// (linear regression only): 2*len(features) (+2) values.
+	Ranges []float64 `protobuf:"fixed64,7,rep,packed,name=ranges,proto3" json:"ranges,omitempty"`
+	// Encrypted mode: the plan the parties approve (engine/train.Plan):
+	// step size, momentum, the weights' radius, the sigmoid's interval
+	// [-interval, interval] and Chebyshev degree.
+	StepSize float64 `protobuf:"fixed64,8,opt,name=step_size,json=stepSize,proto3" json:"step_size,omitempty"`
+	Momentum bool    `protobuf:"varint,9,opt,name=momentum,proto3" json:"momentum,omitempty"`
+	Radius   float64 `protobuf:"fixed64,10,opt,name=radius,proto3" json:"radius,omitempty"`
+	Interval float64 `protobuf:"fixed64,11,opt,name=interval,proto3" json:"interval,omitempty"`
+	Degree   uint32  `protobuf:"varint,12,opt,name=degree,proto3" json:"degree,omitempty"`
+	// Encrypted mode: keep the trained model encrypted at the parties under
+	// this name (for mpcctl predict) instead of releasing it to the analyst.
+	KeepEncrypted bool   `protobuf:"varint,13,opt,name=keep_encrypted,json=keepEncrypted,proto3" json:"keep_encrypted,omitempty"`
+	Name          string `protobuf:"bytes,14,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Training) Reset() {
+	*x = Training{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Training) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Training) ProtoMessage() {}
+
+func (x *Training) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Training.ProtoReflect.Descriptor instead.
+func (*Training) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Training) GetModel() Training_Model {
+	if x != nil {
+		return x.Model
+	}
+	return Training_MODEL_UNSPECIFIED
+}
+
+func (x *Training) GetMode() Training_Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return Training_MODE_UNSPECIFIED
+}
+
+func (x *Training) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *Training) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *Training) GetL2() float64 {
+	if x != nil {
+		return x.L2
+	}
+	return 0
+}
+
+func (x *Training) GetIterations() uint32 {
+	if x != nil {
+		return x.Iterations
+	}
+	return 0
+}
+
+func (x *Training) GetRanges() []float64 {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *Training) GetStepSize() float64 {
+	if x != nil {
+		return x.StepSize
+	}
+	return 0
+}
+
+func (x *Training) GetMomentum() bool {
+	if x != nil {
+		return x.Momentum
+	}
+	return false
+}
+
+func (x *Training) GetRadius() float64 {
+	if x != nil {
+		return x.Radius
+	}
+	return 0
+}
+
+func (x *Training) GetInterval() float64 {
+	if x != nil {
+		return x.Interval
+	}
+	return 0
+}
+
+func (x *Training) GetDegree() uint32 {
+	if x != nil {
+		return x.Degree
+	}
+	return 0
+}
+
+func (x *Training) GetKeepEncrypted() bool {
+	if x != nil {
+		return x.KeepEncrypted
+	}
+	return false
+}
+
+func (x *Training) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 // Inference asks every party to score its records with the analyst's model
 // (in the clear, on its own records) and to contribute only binned
 // aggregates: for each of roc_bins score bins [r/R, (r+1)/R) the number of
@@ -982,7 +1259,7 @@ type Inference struct {
 
 func (x *Inference) Reset() {
 	*x = Inference{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[10]
+	mi := &file_synod_v1_analyst_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1271,7 @@ func (x *Inference) String() string {
 func (*Inference) ProtoMessage() {}
 
 func (x *Inference) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[10]
+	mi := &file_synod_v1_analyst_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1284,7 @@ func (x *Inference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Inference.ProtoReflect.Descriptor instead.
 func (*Inference) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{10}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Inference) GetModel() []byte {
@@ -1053,7 +1330,7 @@ type CollectiveKeyRequest struct {
 
 func (x *CollectiveKeyRequest) Reset() {
 	*x = CollectiveKeyRequest{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[11]
+	mi := &file_synod_v1_analyst_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1342,7 @@ func (x *CollectiveKeyRequest) String() string {
 func (*CollectiveKeyRequest) ProtoMessage() {}
 
 func (x *CollectiveKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[11]
+	mi := &file_synod_v1_analyst_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1355,7 @@ func (x *CollectiveKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectiveKeyRequest.ProtoReflect.Descriptor instead.
 func (*CollectiveKeyRequest) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{11}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{12}
 }
 
 type CollectiveKeyResponse struct {
@@ -1094,7 +1371,7 @@ type CollectiveKeyResponse struct {
 
 func (x *CollectiveKeyResponse) Reset() {
 	*x = CollectiveKeyResponse{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[12]
+	mi := &file_synod_v1_analyst_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1383,7 @@ func (x *CollectiveKeyResponse) String() string {
 func (*CollectiveKeyResponse) ProtoMessage() {}
 
 func (x *CollectiveKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[12]
+	mi := &file_synod_v1_analyst_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1396,7 @@ func (x *CollectiveKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectiveKeyResponse.ProtoReflect.Descriptor instead.
 func (*CollectiveKeyResponse) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{12}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CollectiveKeyResponse) GetPart() isCollectiveKeyResponse_Part {
@@ -1177,7 +1454,7 @@ type CollectiveKeyMetadata struct {
 
 func (x *CollectiveKeyMetadata) Reset() {
 	*x = CollectiveKeyMetadata{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[13]
+	mi := &file_synod_v1_analyst_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1466,7 @@ func (x *CollectiveKeyMetadata) String() string {
 func (*CollectiveKeyMetadata) ProtoMessage() {}
 
 func (x *CollectiveKeyMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[13]
+	mi := &file_synod_v1_analyst_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1479,7 @@ func (x *CollectiveKeyMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectiveKeyMetadata.ProtoReflect.Descriptor instead.
 func (*CollectiveKeyMetadata) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{13}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CollectiveKeyMetadata) GetParameters() string {
@@ -1254,7 +1531,7 @@ type ModelHeader struct {
 
 func (x *ModelHeader) Reset() {
 	*x = ModelHeader{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[14]
+	mi := &file_synod_v1_analyst_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1543,7 @@ func (x *ModelHeader) String() string {
 func (*ModelHeader) ProtoMessage() {}
 
 func (x *ModelHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[14]
+	mi := &file_synod_v1_analyst_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1556,7 @@ func (x *ModelHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelHeader.ProtoReflect.Descriptor instead.
 func (*ModelHeader) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{14}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ModelHeader) GetName() string {
@@ -1330,7 +1607,7 @@ type UploadModelRequest struct {
 
 func (x *UploadModelRequest) Reset() {
 	*x = UploadModelRequest{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[15]
+	mi := &file_synod_v1_analyst_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1619,7 @@ func (x *UploadModelRequest) String() string {
 func (*UploadModelRequest) ProtoMessage() {}
 
 func (x *UploadModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[15]
+	mi := &file_synod_v1_analyst_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1632,7 @@ func (x *UploadModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadModelRequest.ProtoReflect.Descriptor instead.
 func (*UploadModelRequest) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{15}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UploadModelRequest) GetPart() isUploadModelRequest_Part {
@@ -1413,7 +1690,7 @@ type UploadModelResponse struct {
 
 func (x *UploadModelResponse) Reset() {
 	*x = UploadModelResponse{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[16]
+	mi := &file_synod_v1_analyst_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1702,7 @@ func (x *UploadModelResponse) String() string {
 func (*UploadModelResponse) ProtoMessage() {}
 
 func (x *UploadModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[16]
+	mi := &file_synod_v1_analyst_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1715,7 @@ func (x *UploadModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadModelResponse.ProtoReflect.Descriptor instead.
 func (*UploadModelResponse) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{16}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UploadModelResponse) GetSession() string {
@@ -1477,7 +1754,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[17]
+	mi := &file_synod_v1_analyst_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1766,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[17]
+	mi := &file_synod_v1_analyst_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1779,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{17}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{18}
 }
 
 type ModelInfo struct {
@@ -1518,7 +1795,7 @@ type ModelInfo struct {
 
 func (x *ModelInfo) Reset() {
 	*x = ModelInfo{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[18]
+	mi := &file_synod_v1_analyst_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1807,7 @@ func (x *ModelInfo) String() string {
 func (*ModelInfo) ProtoMessage() {}
 
 func (x *ModelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[18]
+	mi := &file_synod_v1_analyst_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1820,7 @@ func (x *ModelInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
 func (*ModelInfo) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{18}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ModelInfo) GetHeader() *ModelHeader {
@@ -1590,7 +1867,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[19]
+	mi := &file_synod_v1_analyst_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1879,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[19]
+	mi := &file_synod_v1_analyst_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1892,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{19}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelInfo {
@@ -1642,7 +1919,7 @@ type PredictRequest struct {
 
 func (x *PredictRequest) Reset() {
 	*x = PredictRequest{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[20]
+	mi := &file_synod_v1_analyst_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +1931,7 @@ func (x *PredictRequest) String() string {
 func (*PredictRequest) ProtoMessage() {}
 
 func (x *PredictRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[20]
+	mi := &file_synod_v1_analyst_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +1944,7 @@ func (x *PredictRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PredictRequest.ProtoReflect.Descriptor instead.
 func (*PredictRequest) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{20}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PredictRequest) GetModel() string {
@@ -1715,7 +1992,7 @@ type Privacy struct {
 
 func (x *Privacy) Reset() {
 	*x = Privacy{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[21]
+	mi := &file_synod_v1_analyst_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +2004,7 @@ func (x *Privacy) String() string {
 func (*Privacy) ProtoMessage() {}
 
 func (x *Privacy) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[21]
+	mi := &file_synod_v1_analyst_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +2017,7 @@ func (x *Privacy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Privacy.ProtoReflect.Descriptor instead.
 func (*Privacy) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{21}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Privacy) GetMechanism() Privacy_Mechanism {
@@ -1777,7 +2054,7 @@ type SubmitQueryRequest struct {
 
 func (x *SubmitQueryRequest) Reset() {
 	*x = SubmitQueryRequest{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[22]
+	mi := &file_synod_v1_analyst_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +2066,7 @@ func (x *SubmitQueryRequest) String() string {
 func (*SubmitQueryRequest) ProtoMessage() {}
 
 func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[22]
+	mi := &file_synod_v1_analyst_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +2079,7 @@ func (x *SubmitQueryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitQueryRequest.ProtoReflect.Descriptor instead.
 func (*SubmitQueryRequest) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{22}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SubmitQueryRequest) GetPart() isSubmitQueryRequest_Part {
@@ -1855,7 +2132,7 @@ type SubmitQueryResponse struct {
 
 func (x *SubmitQueryResponse) Reset() {
 	*x = SubmitQueryResponse{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[23]
+	mi := &file_synod_v1_analyst_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +2144,7 @@ func (x *SubmitQueryResponse) String() string {
 func (*SubmitQueryResponse) ProtoMessage() {}
 
 func (x *SubmitQueryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[23]
+	mi := &file_synod_v1_analyst_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +2157,7 @@ func (x *SubmitQueryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitQueryResponse.ProtoReflect.Descriptor instead.
 func (*SubmitQueryResponse) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{23}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SubmitQueryResponse) GetSession() string {
@@ -1899,7 +2176,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[24]
+	mi := &file_synod_v1_analyst_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2188,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[24]
+	mi := &file_synod_v1_analyst_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2201,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{24}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WatchRequest) GetSession() string {
@@ -1935,15 +2212,17 @@ func (x *WatchRequest) GetSession() string {
 }
 
 type FetchResultRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// Round of a multi-round session; 0 for a single-round session's result.
+	Round         uint32 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FetchResultRequest) Reset() {
 	*x = FetchResultRequest{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[25]
+	mi := &file_synod_v1_analyst_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2234,7 @@ func (x *FetchResultRequest) String() string {
 func (*FetchResultRequest) ProtoMessage() {}
 
 func (x *FetchResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[25]
+	mi := &file_synod_v1_analyst_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2247,7 @@ func (x *FetchResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResultRequest.ProtoReflect.Descriptor instead.
 func (*FetchResultRequest) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{25}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FetchResultRequest) GetSession() string {
@@ -1976,6 +2255,121 @@ func (x *FetchResultRequest) GetSession() string {
 		return x.Session
 	}
 	return ""
+}
+
+func (x *FetchResultRequest) GetRound() uint32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+type ContinueRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// The round whose result the analyst used.
+	Round uint32 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	// Exact logistic training: the next round's coefficients (scaled space).
+	Coefficients []float64 `protobuf:"fixed64,3,rep,packed,name=coefficients,proto3" json:"coefficients,omitempty"`
+	// End the session: the analyst has converged; the transcript is
+	// recorded.
+	Stop          bool `protobuf:"varint,4,opt,name=stop,proto3" json:"stop,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContinueRequest) Reset() {
+	*x = ContinueRequest{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContinueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContinueRequest) ProtoMessage() {}
+
+func (x *ContinueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContinueRequest.ProtoReflect.Descriptor instead.
+func (*ContinueRequest) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ContinueRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *ContinueRequest) GetRound() uint32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *ContinueRequest) GetCoefficients() []float64 {
+	if x != nil {
+		return x.Coefficients
+	}
+	return nil
+}
+
+func (x *ContinueRequest) GetStop() bool {
+	if x != nil {
+		return x.Stop
+	}
+	return false
+}
+
+type ContinueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContinueResponse) Reset() {
+	*x = ContinueResponse{}
+	mi := &file_synod_v1_analyst_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContinueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContinueResponse) ProtoMessage() {}
+
+func (x *ContinueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_synod_v1_analyst_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContinueResponse.ProtoReflect.Descriptor instead.
+func (*ContinueResponse) Descriptor() ([]byte, []int) {
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{28}
 }
 
 // ResultSlot says what one slot of the result ciphertext holds.
@@ -1996,7 +2390,7 @@ type ResultSlot struct {
 
 func (x *ResultSlot) Reset() {
 	*x = ResultSlot{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[26]
+	mi := &file_synod_v1_analyst_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2402,7 @@ func (x *ResultSlot) String() string {
 func (*ResultSlot) ProtoMessage() {}
 
 func (x *ResultSlot) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[26]
+	mi := &file_synod_v1_analyst_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2415,7 @@ func (x *ResultSlot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultSlot.ProtoReflect.Descriptor instead.
 func (*ResultSlot) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{26}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ResultSlot) GetLabel() string {
@@ -2065,14 +2459,21 @@ type ResultMetadata struct {
 	LedgerSeconds float64 `protobuf:"fixed64,10,opt,name=ledger_seconds,json=ledgerSeconds,proto3" json:"ledger_seconds,omitempty"`
 	// Smallest count a released cell may have (the largest minimum any
 	// contributing party's policy demands); 0 when no party sets one.
-	MinCohort     uint32 `protobuf:"varint,11,opt,name=min_cohort,json=minCohort,proto3" json:"min_cohort,omitempty"`
+	MinCohort uint32 `protobuf:"varint,11,opt,name=min_cohort,json=minCohort,proto3" json:"min_cohort,omitempty"`
+	// Round of a multi-round session this result belongs to (1 ...), and
+	// whether the session ended with it.
+	Round uint32 `protobuf:"varint,12,opt,name=round,proto3" json:"round,omitempty"`
+	Final bool   `protobuf:"varint,13,opt,name=final,proto3" json:"final,omitempty"`
+	// Rows contributed (encrypted training: the parties' row counts, which
+	// the learning rate is divided by; stated in the approved plan).
+	Rows          uint64 `protobuf:"varint,14,opt,name=rows,proto3" json:"rows,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ResultMetadata) Reset() {
 	*x = ResultMetadata{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[27]
+	mi := &file_synod_v1_analyst_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2485,7 @@ func (x *ResultMetadata) String() string {
 func (*ResultMetadata) ProtoMessage() {}
 
 func (x *ResultMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[27]
+	mi := &file_synod_v1_analyst_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2498,7 @@ func (x *ResultMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultMetadata.ProtoReflect.Descriptor instead.
 func (*ResultMetadata) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{27}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ResultMetadata) GetSession() string {
@@ -2177,6 +2578,27 @@ func (x *ResultMetadata) GetMinCohort() uint32 {
 	return 0
 }
 
+func (x *ResultMetadata) GetRound() uint32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *ResultMetadata) GetFinal() bool {
+	if x != nil {
+		return x.Final
+	}
+	return false
+}
+
+func (x *ResultMetadata) GetRows() uint64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
 // Receipt locates a session's records on the consortium chain; mpcctl audit
 // verify checks it with a light client.
 type Receipt struct {
@@ -2197,7 +2619,7 @@ type Receipt struct {
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[28]
+	mi := &file_synod_v1_analyst_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2631,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[28]
+	mi := &file_synod_v1_analyst_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2644,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{28}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Receipt) GetHeight() int64 {
@@ -2284,7 +2706,7 @@ type InclusionProof struct {
 
 func (x *InclusionProof) Reset() {
 	*x = InclusionProof{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[29]
+	mi := &file_synod_v1_analyst_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2718,7 @@ func (x *InclusionProof) String() string {
 func (*InclusionProof) ProtoMessage() {}
 
 func (x *InclusionProof) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[29]
+	mi := &file_synod_v1_analyst_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2309,7 +2731,7 @@ func (x *InclusionProof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InclusionProof.ProtoReflect.Descriptor instead.
 func (*InclusionProof) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{29}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *InclusionProof) GetRootHash() []byte {
@@ -2367,7 +2789,7 @@ type FetchResultResponse struct {
 
 func (x *FetchResultResponse) Reset() {
 	*x = FetchResultResponse{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[30]
+	mi := &file_synod_v1_analyst_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2379,7 +2801,7 @@ func (x *FetchResultResponse) String() string {
 func (*FetchResultResponse) ProtoMessage() {}
 
 func (x *FetchResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[30]
+	mi := &file_synod_v1_analyst_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2392,7 +2814,7 @@ func (x *FetchResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResultResponse.ProtoReflect.Descriptor instead.
 func (*FetchResultResponse) Descriptor() ([]byte, []int) {
-	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{30}
+	return file_synod_v1_analyst_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *FetchResultResponse) GetPart() isFetchResultResponse_Part {
@@ -2446,7 +2868,7 @@ type Predicate_List struct {
 
 func (x *Predicate_List) Reset() {
 	*x = Predicate_List{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[31]
+	mi := &file_synod_v1_analyst_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2458,7 +2880,7 @@ func (x *Predicate_List) String() string {
 func (*Predicate_List) ProtoMessage() {}
 
 func (x *Predicate_List) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[31]
+	mi := &file_synod_v1_analyst_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2914,7 @@ type Predicate_InList struct {
 
 func (x *Predicate_InList) Reset() {
 	*x = Predicate_InList{}
-	mi := &file_synod_v1_analyst_proto_msgTypes[32]
+	mi := &file_synod_v1_analyst_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2504,7 +2926,7 @@ func (x *Predicate_InList) String() string {
 func (*Predicate_InList) ProtoMessage() {}
 
 func (x *Predicate_InList) ProtoReflect() protoreflect.Message {
-	mi := &file_synod_v1_analyst_proto_msgTypes[32]
+	mi := &file_synod_v1_analyst_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2609,7 +3031,7 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\x04kind\"9\n" +
 	"\aGroupBy\x12\x16\n" +
 	"\x06column\x18\x01 \x01(\tR\x06column\x12\x16\n" +
-	"\x06domain\x18\x02 \x03(\x01R\x06domain\"\xbf\x02\n" +
+	"\x06domain\x18\x02 \x03(\x01R\x06domain\"\xef\x02\n" +
 	"\tQuerySpec\x12\x18\n" +
 	"\adataset\x18\x01 \x01(\tR\adataset\x123\n" +
 	"\n" +
@@ -2619,7 +3041,35 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\x05where\x18\x04 \x01(\v2\x13.synod.v1.PredicateR\x05where\x12,\n" +
 	"\bgroup_by\x18\x05 \x03(\v2\x11.synod.v1.GroupByR\agroupBy\x12+\n" +
 	"\aprivacy\x18\x06 \x01(\v2\x11.synod.v1.PrivacyR\aprivacy\x121\n" +
-	"\tinference\x18\a \x01(\v2\x13.synod.v1.InferenceR\tinference\"\x99\x01\n" +
+	"\tinference\x18\a \x01(\v2\x13.synod.v1.InferenceR\tinference\x12.\n" +
+	"\btraining\x18\b \x01(\v2\x12.synod.v1.TrainingR\btraining\"\x93\x04\n" +
+	"\bTraining\x12.\n" +
+	"\x05model\x18\x01 \x01(\x0e2\x18.synod.v1.Training.ModelR\x05model\x12+\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x17.synod.v1.Training.ModeR\x04mode\x12\x14\n" +
+	"\x05label\x18\x03 \x01(\tR\x05label\x12\x1a\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\x12\x0e\n" +
+	"\x02l2\x18\x05 \x01(\x01R\x02l2\x12\x1e\n" +
+	"\n" +
+	"iterations\x18\x06 \x01(\rR\n" +
+	"iterations\x12\x16\n" +
+	"\x06ranges\x18\a \x03(\x01R\x06ranges\x12\x1b\n" +
+	"\tstep_size\x18\b \x01(\x01R\bstepSize\x12\x1a\n" +
+	"\bmomentum\x18\t \x01(\bR\bmomentum\x12\x16\n" +
+	"\x06radius\x18\n" +
+	" \x01(\x01R\x06radius\x12\x1a\n" +
+	"\binterval\x18\v \x01(\x01R\binterval\x12\x16\n" +
+	"\x06degree\x18\f \x01(\rR\x06degree\x12%\n" +
+	"\x0ekeep_encrypted\x18\r \x01(\bR\rkeepEncrypted\x12\x12\n" +
+	"\x04name\x18\x0e \x01(\tR\x04name\"8\n" +
+	"\x05Model\x12\x15\n" +
+	"\x11MODEL_UNSPECIFIED\x10\x00\x12\n" +
+	"\n" +
+	"\x06LINEAR\x10\x01\x12\f\n" +
+	"\bLOGISTIC\x10\x02\"6\n" +
+	"\x04Mode\x12\x14\n" +
+	"\x10MODE_UNSPECIFIED\x10\x00\x12\t\n" +
+	"\x05EXACT\x10\x01\x12\r\n" +
+	"\tENCRYPTED\x10\x02\"\x99\x01\n" +
 	"\tInference\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\fR\x05model\x12\x14\n" +
 	"\x05label\x18\x02 \x01(\tR\x05label\x12\x1a\n" +
@@ -2687,9 +3137,16 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\x13SubmitQueryResponse\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"(\n" +
 	"\fWatchRequest\x12\x18\n" +
-	"\asession\x18\x01 \x01(\tR\asession\".\n" +
+	"\asession\x18\x01 \x01(\tR\asession\"D\n" +
 	"\x12FetchResultRequest\x12\x18\n" +
-	"\asession\x18\x01 \x01(\tR\asession\"c\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\rR\x05round\"y\n" +
+	"\x0fContinueRequest\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\rR\x05round\x12\"\n" +
+	"\fcoefficients\x18\x03 \x03(\x01R\fcoefficients\x12\x12\n" +
+	"\x04stop\x18\x04 \x01(\bR\x04stop\"\x12\n" +
+	"\x10ContinueResponse\"c\n" +
 	"\n" +
 	"ResultSlot\x12\x14\n" +
 	"\x05label\x18\x01 \x01(\tR\x05label\x12\x1e\n" +
@@ -2697,7 +3154,7 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"suppressed\x18\x02 \x01(\bR\n" +
 	"suppressed\x12\x1f\n" +
 	"\vnoise_scale\x18\x03 \x01(\x01R\n" +
-	"noiseScale\"\x99\x03\n" +
+	"noiseScale\"\xd9\x03\n" +
 	"\x0eResultMetadata\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12'\n" +
 	"\x04spec\x18\x02 \x01(\v2\x13.synod.v1.QuerySpecR\x04spec\x12\x1e\n" +
@@ -2715,7 +3172,10 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\x0eledger_seconds\x18\n" +
 	" \x01(\x01R\rledgerSeconds\x12\x1d\n" +
 	"\n" +
-	"min_cohort\x18\v \x01(\rR\tminCohort\"\xee\x01\n" +
+	"min_cohort\x18\v \x01(\rR\tminCohort\x12\x14\n" +
+	"\x05round\x18\f \x01(\rR\x05round\x12\x14\n" +
+	"\x05final\x18\r \x01(\bR\x05final\x12\x12\n" +
+	"\x04rows\x18\x0e \x01(\x04R\x04rows\"\xee\x01\n" +
 	"\aReceipt\x12\x16\n" +
 	"\x06height\x18\x01 \x01(\x03R\x06height\x12\x17\n" +
 	"\atx_hash\x18\x02 \x01(\fR\x06txHash\x12(\n" +
@@ -2735,13 +3195,14 @@ const file_synod_v1_analyst_proto_rawDesc = "" +
 	"\n" +
 	"ciphertext\x18\x02 \x01(\v2\x0f.synod.v1.ChunkH\x00R\n" +
 	"ciphertextB\x06\n" +
-	"\x04part2\xfc\x04\n" +
+	"\x04part2\xbf\x05\n" +
 	"\aAnalyst\x12J\n" +
 	"\vListParties\x12\x1c.synod.v1.ListPartiesRequest\x1a\x1d.synod.v1.ListPartiesResponse\x122\n" +
 	"\x05Setup\x12\x16.synod.v1.SetupRequest\x1a\x0f.synod.v1.Event0\x01\x12L\n" +
 	"\vSubmitQuery\x12\x1c.synod.v1.SubmitQueryRequest\x1a\x1d.synod.v1.SubmitQueryResponse(\x01\x122\n" +
 	"\x05Watch\x12\x16.synod.v1.WatchRequest\x1a\x0f.synod.v1.Event0\x01\x12L\n" +
-	"\vFetchResult\x12\x1c.synod.v1.FetchResultRequest\x1a\x1d.synod.v1.FetchResultResponse0\x01\x12R\n" +
+	"\vFetchResult\x12\x1c.synod.v1.FetchResultRequest\x1a\x1d.synod.v1.FetchResultResponse0\x01\x12A\n" +
+	"\bContinue\x12\x19.synod.v1.ContinueRequest\x1a\x1a.synod.v1.ContinueResponse\x12R\n" +
 	"\rCollectiveKey\x12\x1e.synod.v1.CollectiveKeyRequest\x1a\x1f.synod.v1.CollectiveKeyResponse0\x01\x12L\n" +
 	"\vUploadModel\x12\x1c.synod.v1.UploadModelRequest\x1a\x1d.synod.v1.UploadModelResponse(\x01\x12G\n" +
 	"\n" +
@@ -2760,102 +3221,112 @@ func file_synod_v1_analyst_proto_rawDescGZIP() []byte {
 	return file_synod_v1_analyst_proto_rawDescData
 }
 
-var file_synod_v1_analyst_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_synod_v1_analyst_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_synod_v1_analyst_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_synod_v1_analyst_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_synod_v1_analyst_proto_goTypes = []any{
 	(Aggregate_Func)(0),           // 0: synod.v1.Aggregate.Func
 	(Filter_Op)(0),                // 1: synod.v1.Filter.Op
-	(Privacy_Mechanism)(0),        // 2: synod.v1.Privacy.Mechanism
-	(*ListPartiesRequest)(nil),    // 3: synod.v1.ListPartiesRequest
-	(*PartyInfo)(nil),             // 4: synod.v1.PartyInfo
-	(*ListPartiesResponse)(nil),   // 5: synod.v1.ListPartiesResponse
-	(*SetupRequest)(nil),          // 6: synod.v1.SetupRequest
-	(*Event)(nil),                 // 7: synod.v1.Event
-	(*Aggregate)(nil),             // 8: synod.v1.Aggregate
-	(*Filter)(nil),                // 9: synod.v1.Filter
-	(*Predicate)(nil),             // 10: synod.v1.Predicate
-	(*GroupBy)(nil),               // 11: synod.v1.GroupBy
-	(*QuerySpec)(nil),             // 12: synod.v1.QuerySpec
-	(*Inference)(nil),             // 13: synod.v1.Inference
-	(*CollectiveKeyRequest)(nil),  // 14: synod.v1.CollectiveKeyRequest
-	(*CollectiveKeyResponse)(nil), // 15: synod.v1.CollectiveKeyResponse
-	(*CollectiveKeyMetadata)(nil), // 16: synod.v1.CollectiveKeyMetadata
-	(*ModelHeader)(nil),           // 17: synod.v1.ModelHeader
-	(*UploadModelRequest)(nil),    // 18: synod.v1.UploadModelRequest
-	(*UploadModelResponse)(nil),   // 19: synod.v1.UploadModelResponse
-	(*ListModelsRequest)(nil),     // 20: synod.v1.ListModelsRequest
-	(*ModelInfo)(nil),             // 21: synod.v1.ModelInfo
-	(*ListModelsResponse)(nil),    // 22: synod.v1.ListModelsResponse
-	(*PredictRequest)(nil),        // 23: synod.v1.PredictRequest
-	(*Privacy)(nil),               // 24: synod.v1.Privacy
-	(*SubmitQueryRequest)(nil),    // 25: synod.v1.SubmitQueryRequest
-	(*SubmitQueryResponse)(nil),   // 26: synod.v1.SubmitQueryResponse
-	(*WatchRequest)(nil),          // 27: synod.v1.WatchRequest
-	(*FetchResultRequest)(nil),    // 28: synod.v1.FetchResultRequest
-	(*ResultSlot)(nil),            // 29: synod.v1.ResultSlot
-	(*ResultMetadata)(nil),        // 30: synod.v1.ResultMetadata
-	(*Receipt)(nil),               // 31: synod.v1.Receipt
-	(*InclusionProof)(nil),        // 32: synod.v1.InclusionProof
-	(*FetchResultResponse)(nil),   // 33: synod.v1.FetchResultResponse
-	(*Predicate_List)(nil),        // 34: synod.v1.Predicate.List
-	(*Predicate_InList)(nil),      // 35: synod.v1.Predicate.InList
-	(*Chunk)(nil),                 // 36: synod.v1.Chunk
+	(Training_Model)(0),           // 2: synod.v1.Training.Model
+	(Training_Mode)(0),            // 3: synod.v1.Training.Mode
+	(Privacy_Mechanism)(0),        // 4: synod.v1.Privacy.Mechanism
+	(*ListPartiesRequest)(nil),    // 5: synod.v1.ListPartiesRequest
+	(*PartyInfo)(nil),             // 6: synod.v1.PartyInfo
+	(*ListPartiesResponse)(nil),   // 7: synod.v1.ListPartiesResponse
+	(*SetupRequest)(nil),          // 8: synod.v1.SetupRequest
+	(*Event)(nil),                 // 9: synod.v1.Event
+	(*Aggregate)(nil),             // 10: synod.v1.Aggregate
+	(*Filter)(nil),                // 11: synod.v1.Filter
+	(*Predicate)(nil),             // 12: synod.v1.Predicate
+	(*GroupBy)(nil),               // 13: synod.v1.GroupBy
+	(*QuerySpec)(nil),             // 14: synod.v1.QuerySpec
+	(*Training)(nil),              // 15: synod.v1.Training
+	(*Inference)(nil),             // 16: synod.v1.Inference
+	(*CollectiveKeyRequest)(nil),  // 17: synod.v1.CollectiveKeyRequest
+	(*CollectiveKeyResponse)(nil), // 18: synod.v1.CollectiveKeyResponse
+	(*CollectiveKeyMetadata)(nil), // 19: synod.v1.CollectiveKeyMetadata
+	(*ModelHeader)(nil),           // 20: synod.v1.ModelHeader
+	(*UploadModelRequest)(nil),    // 21: synod.v1.UploadModelRequest
+	(*UploadModelResponse)(nil),   // 22: synod.v1.UploadModelResponse
+	(*ListModelsRequest)(nil),     // 23: synod.v1.ListModelsRequest
+	(*ModelInfo)(nil),             // 24: synod.v1.ModelInfo
+	(*ListModelsResponse)(nil),    // 25: synod.v1.ListModelsResponse
+	(*PredictRequest)(nil),        // 26: synod.v1.PredictRequest
+	(*Privacy)(nil),               // 27: synod.v1.Privacy
+	(*SubmitQueryRequest)(nil),    // 28: synod.v1.SubmitQueryRequest
+	(*SubmitQueryResponse)(nil),   // 29: synod.v1.SubmitQueryResponse
+	(*WatchRequest)(nil),          // 30: synod.v1.WatchRequest
+	(*FetchResultRequest)(nil),    // 31: synod.v1.FetchResultRequest
+	(*ContinueRequest)(nil),       // 32: synod.v1.ContinueRequest
+	(*ContinueResponse)(nil),      // 33: synod.v1.ContinueResponse
+	(*ResultSlot)(nil),            // 34: synod.v1.ResultSlot
+	(*ResultMetadata)(nil),        // 35: synod.v1.ResultMetadata
+	(*Receipt)(nil),               // 36: synod.v1.Receipt
+	(*InclusionProof)(nil),        // 37: synod.v1.InclusionProof
+	(*FetchResultResponse)(nil),   // 38: synod.v1.FetchResultResponse
+	(*Predicate_List)(nil),        // 39: synod.v1.Predicate.List
+	(*Predicate_InList)(nil),      // 40: synod.v1.Predicate.InList
+	(*Chunk)(nil),                 // 41: synod.v1.Chunk
 }
 var file_synod_v1_analyst_proto_depIdxs = []int32{
-	4,  // 0: synod.v1.ListPartiesResponse.parties:type_name -> synod.v1.PartyInfo
+	6,  // 0: synod.v1.ListPartiesResponse.parties:type_name -> synod.v1.PartyInfo
 	0,  // 1: synod.v1.Aggregate.func:type_name -> synod.v1.Aggregate.Func
 	1,  // 2: synod.v1.Filter.op:type_name -> synod.v1.Filter.Op
-	9,  // 3: synod.v1.Predicate.compare:type_name -> synod.v1.Filter
-	34, // 4: synod.v1.Predicate.and:type_name -> synod.v1.Predicate.List
-	34, // 5: synod.v1.Predicate.or:type_name -> synod.v1.Predicate.List
-	10, // 6: synod.v1.Predicate.not:type_name -> synod.v1.Predicate
-	35, // 7: synod.v1.Predicate.in:type_name -> synod.v1.Predicate.InList
-	8,  // 8: synod.v1.QuerySpec.aggregates:type_name -> synod.v1.Aggregate
-	9,  // 9: synod.v1.QuerySpec.filters:type_name -> synod.v1.Filter
-	10, // 10: synod.v1.QuerySpec.where:type_name -> synod.v1.Predicate
-	11, // 11: synod.v1.QuerySpec.group_by:type_name -> synod.v1.GroupBy
-	24, // 12: synod.v1.QuerySpec.privacy:type_name -> synod.v1.Privacy
-	13, // 13: synod.v1.QuerySpec.inference:type_name -> synod.v1.Inference
-	16, // 14: synod.v1.CollectiveKeyResponse.metadata:type_name -> synod.v1.CollectiveKeyMetadata
-	36, // 15: synod.v1.CollectiveKeyResponse.key:type_name -> synod.v1.Chunk
-	17, // 16: synod.v1.UploadModelRequest.header:type_name -> synod.v1.ModelHeader
-	36, // 17: synod.v1.UploadModelRequest.model:type_name -> synod.v1.Chunk
-	31, // 18: synod.v1.UploadModelResponse.receipt:type_name -> synod.v1.Receipt
-	17, // 19: synod.v1.ModelInfo.header:type_name -> synod.v1.ModelHeader
-	21, // 20: synod.v1.ListModelsResponse.models:type_name -> synod.v1.ModelInfo
-	2,  // 21: synod.v1.Privacy.mechanism:type_name -> synod.v1.Privacy.Mechanism
-	12, // 22: synod.v1.SubmitQueryRequest.spec:type_name -> synod.v1.QuerySpec
-	36, // 23: synod.v1.SubmitQueryRequest.analyst_key:type_name -> synod.v1.Chunk
-	12, // 24: synod.v1.ResultMetadata.spec:type_name -> synod.v1.QuerySpec
-	29, // 25: synod.v1.ResultMetadata.slots:type_name -> synod.v1.ResultSlot
-	31, // 26: synod.v1.ResultMetadata.receipt:type_name -> synod.v1.Receipt
-	32, // 27: synod.v1.Receipt.inclusion_proof:type_name -> synod.v1.InclusionProof
-	30, // 28: synod.v1.FetchResultResponse.metadata:type_name -> synod.v1.ResultMetadata
-	36, // 29: synod.v1.FetchResultResponse.ciphertext:type_name -> synod.v1.Chunk
-	10, // 30: synod.v1.Predicate.List.operands:type_name -> synod.v1.Predicate
-	3,  // 31: synod.v1.Analyst.ListParties:input_type -> synod.v1.ListPartiesRequest
-	6,  // 32: synod.v1.Analyst.Setup:input_type -> synod.v1.SetupRequest
-	25, // 33: synod.v1.Analyst.SubmitQuery:input_type -> synod.v1.SubmitQueryRequest
-	27, // 34: synod.v1.Analyst.Watch:input_type -> synod.v1.WatchRequest
-	28, // 35: synod.v1.Analyst.FetchResult:input_type -> synod.v1.FetchResultRequest
-	14, // 36: synod.v1.Analyst.CollectiveKey:input_type -> synod.v1.CollectiveKeyRequest
-	18, // 37: synod.v1.Analyst.UploadModel:input_type -> synod.v1.UploadModelRequest
-	20, // 38: synod.v1.Analyst.ListModels:input_type -> synod.v1.ListModelsRequest
-	23, // 39: synod.v1.Analyst.Predict:input_type -> synod.v1.PredictRequest
-	5,  // 40: synod.v1.Analyst.ListParties:output_type -> synod.v1.ListPartiesResponse
-	7,  // 41: synod.v1.Analyst.Setup:output_type -> synod.v1.Event
-	26, // 42: synod.v1.Analyst.SubmitQuery:output_type -> synod.v1.SubmitQueryResponse
-	7,  // 43: synod.v1.Analyst.Watch:output_type -> synod.v1.Event
-	33, // 44: synod.v1.Analyst.FetchResult:output_type -> synod.v1.FetchResultResponse
-	15, // 45: synod.v1.Analyst.CollectiveKey:output_type -> synod.v1.CollectiveKeyResponse
-	19, // 46: synod.v1.Analyst.UploadModel:output_type -> synod.v1.UploadModelResponse
-	22, // 47: synod.v1.Analyst.ListModels:output_type -> synod.v1.ListModelsResponse
-	7,  // 48: synod.v1.Analyst.Predict:output_type -> synod.v1.Event
-	40, // [40:49] is the sub-list for method output_type
-	31, // [31:40] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	11, // 3: synod.v1.Predicate.compare:type_name -> synod.v1.Filter
+	39, // 4: synod.v1.Predicate.and:type_name -> synod.v1.Predicate.List
+	39, // 5: synod.v1.Predicate.or:type_name -> synod.v1.Predicate.List
+	12, // 6: synod.v1.Predicate.not:type_name -> synod.v1.Predicate
+	40, // 7: synod.v1.Predicate.in:type_name -> synod.v1.Predicate.InList
+	10, // 8: synod.v1.QuerySpec.aggregates:type_name -> synod.v1.Aggregate
+	11, // 9: synod.v1.QuerySpec.filters:type_name -> synod.v1.Filter
+	12, // 10: synod.v1.QuerySpec.where:type_name -> synod.v1.Predicate
+	13, // 11: synod.v1.QuerySpec.group_by:type_name -> synod.v1.GroupBy
+	27, // 12: synod.v1.QuerySpec.privacy:type_name -> synod.v1.Privacy
+	16, // 13: synod.v1.QuerySpec.inference:type_name -> synod.v1.Inference
+	15, // 14: synod.v1.QuerySpec.training:type_name -> synod.v1.Training
+	2,  // 15: synod.v1.Training.model:type_name -> synod.v1.Training.Model
+	3,  // 16: synod.v1.Training.mode:type_name -> synod.v1.Training.Mode
+	19, // 17: synod.v1.CollectiveKeyResponse.metadata:type_name -> synod.v1.CollectiveKeyMetadata
+	41, // 18: synod.v1.CollectiveKeyResponse.key:type_name -> synod.v1.Chunk
+	20, // 19: synod.v1.UploadModelRequest.header:type_name -> synod.v1.ModelHeader
+	41, // 20: synod.v1.UploadModelRequest.model:type_name -> synod.v1.Chunk
+	36, // 21: synod.v1.UploadModelResponse.receipt:type_name -> synod.v1.Receipt
+	20, // 22: synod.v1.ModelInfo.header:type_name -> synod.v1.ModelHeader
+	24, // 23: synod.v1.ListModelsResponse.models:type_name -> synod.v1.ModelInfo
+	4,  // 24: synod.v1.Privacy.mechanism:type_name -> synod.v1.Privacy.Mechanism
+	14, // 25: synod.v1.SubmitQueryRequest.spec:type_name -> synod.v1.QuerySpec
+	41, // 26: synod.v1.SubmitQueryRequest.analyst_key:type_name -> synod.v1.Chunk
+	14, // 27: synod.v1.ResultMetadata.spec:type_name -> synod.v1.QuerySpec
+	34, // 28: synod.v1.ResultMetadata.slots:type_name -> synod.v1.ResultSlot
+	36, // 29: synod.v1.ResultMetadata.receipt:type_name -> synod.v1.Receipt
+	37, // 30: synod.v1.Receipt.inclusion_proof:type_name -> synod.v1.InclusionProof
+	35, // 31: synod.v1.FetchResultResponse.metadata:type_name -> synod.v1.ResultMetadata
+	41, // 32: synod.v1.FetchResultResponse.ciphertext:type_name -> synod.v1.Chunk
+	12, // 33: synod.v1.Predicate.List.operands:type_name -> synod.v1.Predicate
+	5,  // 34: synod.v1.Analyst.ListParties:input_type -> synod.v1.ListPartiesRequest
+	8,  // 35: synod.v1.Analyst.Setup:input_type -> synod.v1.SetupRequest
+	28, // 36: synod.v1.Analyst.SubmitQuery:input_type -> synod.v1.SubmitQueryRequest
+	30, // 37: synod.v1.Analyst.Watch:input_type -> synod.v1.WatchRequest
+	31, // 38: synod.v1.Analyst.FetchResult:input_type -> synod.v1.FetchResultRequest
+	32, // 39: synod.v1.Analyst.Continue:input_type -> synod.v1.ContinueRequest
+	17, // 40: synod.v1.Analyst.CollectiveKey:input_type -> synod.v1.CollectiveKeyRequest
+	21, // 41: synod.v1.Analyst.UploadModel:input_type -> synod.v1.UploadModelRequest
+	23, // 42: synod.v1.Analyst.ListModels:input_type -> synod.v1.ListModelsRequest
+	26, // 43: synod.v1.Analyst.Predict:input_type -> synod.v1.PredictRequest
+	7,  // 44: synod.v1.Analyst.ListParties:output_type -> synod.v1.ListPartiesResponse
+	9,  // 45: synod.v1.Analyst.Setup:output_type -> synod.v1.Event
+	29, // 46: synod.v1.Analyst.SubmitQuery:output_type -> synod.v1.SubmitQueryResponse
+	9,  // 47: synod.v1.Analyst.Watch:output_type -> synod.v1.Event
+	38, // 48: synod.v1.Analyst.FetchResult:output_type -> synod.v1.FetchResultResponse
+	33, // 49: synod.v1.Analyst.Continue:output_type -> synod.v1.ContinueResponse
+	18, // 50: synod.v1.Analyst.CollectiveKey:output_type -> synod.v1.CollectiveKeyResponse
+	22, // 51: synod.v1.Analyst.UploadModel:output_type -> synod.v1.UploadModelResponse
+	25, // 52: synod.v1.Analyst.ListModels:output_type -> synod.v1.ListModelsResponse
+	9,  // 53: synod.v1.Analyst.Predict:output_type -> synod.v1.Event
+	44, // [44:54] is the sub-list for method output_type
+	34, // [34:44] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_synod_v1_analyst_proto_init() }
@@ -2871,19 +3342,19 @@ func file_synod_v1_analyst_proto_init() {
 		(*Predicate_Not)(nil),
 		(*Predicate_In)(nil),
 	}
-	file_synod_v1_analyst_proto_msgTypes[12].OneofWrappers = []any{
+	file_synod_v1_analyst_proto_msgTypes[13].OneofWrappers = []any{
 		(*CollectiveKeyResponse_Metadata)(nil),
 		(*CollectiveKeyResponse_Key)(nil),
 	}
-	file_synod_v1_analyst_proto_msgTypes[15].OneofWrappers = []any{
+	file_synod_v1_analyst_proto_msgTypes[16].OneofWrappers = []any{
 		(*UploadModelRequest_Header)(nil),
 		(*UploadModelRequest_Model)(nil),
 	}
-	file_synod_v1_analyst_proto_msgTypes[22].OneofWrappers = []any{
+	file_synod_v1_analyst_proto_msgTypes[23].OneofWrappers = []any{
 		(*SubmitQueryRequest_Spec)(nil),
 		(*SubmitQueryRequest_AnalystKey)(nil),
 	}
-	file_synod_v1_analyst_proto_msgTypes[30].OneofWrappers = []any{
+	file_synod_v1_analyst_proto_msgTypes[33].OneofWrappers = []any{
 		(*FetchResultResponse_Metadata)(nil),
 		(*FetchResultResponse_Ciphertext)(nil),
 	}
@@ -2892,8 +3363,8 @@ func file_synod_v1_analyst_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_synod_v1_analyst_proto_rawDesc), len(file_synod_v1_analyst_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   33,
+			NumEnums:      5,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

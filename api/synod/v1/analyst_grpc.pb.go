@@ -24,6 +24,7 @@ const (
 	Analyst_SubmitQuery_FullMethodName   = "/synod.v1.Analyst/SubmitQuery"
 	Analyst_Watch_FullMethodName         = "/synod.v1.Analyst/Watch"
 	Analyst_FetchResult_FullMethodName   = "/synod.v1.Analyst/FetchResult"
+	Analyst_Continue_FullMethodName      = "/synod.v1.Analyst/Continue"
 	Analyst_CollectiveKey_FullMethodName = "/synod.v1.Analyst/CollectiveKey"
 	Analyst_UploadModel_FullMethodName   = "/synod.v1.Analyst/UploadModel"
 	Analyst_ListModels_FullMethodName    = "/synod.v1.Analyst/ListModels"
@@ -47,8 +48,12 @@ type AnalystClient interface {
 	// Watch streams a session's events until it ends.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
 	// FetchResult streams a finished query's result: metadata first, then the
-	// result ciphertext (encrypted to the analyst's key) in chunks.
+	// result ciphertext (encrypted to the analyst's key) in chunks. A
+	// multi-round session (exact training) releases one result per round.
 	FetchResult(ctx context.Context, in *FetchResultRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchResultResponse], error)
+	// Continue gives a multi-round session the analyst's next step: exact
+	// logistic training's next coefficients, or the end of the training.
+	Continue(ctx context.Context, in *ContinueRequest, opts ...grpc.CallOption) (*ContinueResponse, error)
 	// CollectiveKey streams the consortium's collective public key: metadata
 	// first, then the key in chunks. Model owners encrypt weights under it.
 	CollectiveKey(ctx context.Context, in *CollectiveKeyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CollectiveKeyResponse], error)
@@ -155,6 +160,16 @@ func (c *analystClient) FetchResult(ctx context.Context, in *FetchResultRequest,
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Analyst_FetchResultClient = grpc.ServerStreamingClient[FetchResultResponse]
 
+func (c *analystClient) Continue(ctx context.Context, in *ContinueRequest, opts ...grpc.CallOption) (*ContinueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContinueResponse)
+	err := c.cc.Invoke(ctx, Analyst_Continue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *analystClient) CollectiveKey(ctx context.Context, in *CollectiveKeyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CollectiveKeyResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Analyst_ServiceDesc.Streams[4], Analyst_CollectiveKey_FullMethodName, cOpts...)
@@ -233,8 +248,12 @@ type AnalystServer interface {
 	// Watch streams a session's events until it ends.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[Event]) error
 	// FetchResult streams a finished query's result: metadata first, then the
-	// result ciphertext (encrypted to the analyst's key) in chunks.
+	// result ciphertext (encrypted to the analyst's key) in chunks. A
+	// multi-round session (exact training) releases one result per round.
 	FetchResult(*FetchResultRequest, grpc.ServerStreamingServer[FetchResultResponse]) error
+	// Continue gives a multi-round session the analyst's next step: exact
+	// logistic training's next coefficients, or the end of the training.
+	Continue(context.Context, *ContinueRequest) (*ContinueResponse, error)
 	// CollectiveKey streams the consortium's collective public key: metadata
 	// first, then the key in chunks. Model owners encrypt weights under it.
 	CollectiveKey(*CollectiveKeyRequest, grpc.ServerStreamingServer[CollectiveKeyResponse]) error
@@ -275,6 +294,9 @@ func (UnimplementedAnalystServer) Watch(*WatchRequest, grpc.ServerStreamingServe
 }
 func (UnimplementedAnalystServer) FetchResult(*FetchResultRequest, grpc.ServerStreamingServer[FetchResultResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method FetchResult not implemented")
+}
+func (UnimplementedAnalystServer) Continue(context.Context, *ContinueRequest) (*ContinueResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Continue not implemented")
 }
 func (UnimplementedAnalystServer) CollectiveKey(*CollectiveKeyRequest, grpc.ServerStreamingServer[CollectiveKeyResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method CollectiveKey not implemented")
@@ -367,6 +389,24 @@ func _Analyst_FetchResult_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Analyst_FetchResultServer = grpc.ServerStreamingServer[FetchResultResponse]
 
+func _Analyst_Continue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContinueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AnalystServer).Continue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Analyst_Continue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AnalystServer).Continue(ctx, req.(*ContinueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Analyst_CollectiveKey_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(CollectiveKeyRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -424,6 +464,10 @@ var Analyst_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListParties",
 			Handler:    _Analyst_ListParties_Handler,
+		},
+		{
+			MethodName: "Continue",
+			Handler:    _Analyst_Continue_Handler,
 		},
 		{
 			MethodName: "ListModels",
