@@ -47,16 +47,17 @@
 //
 // # Floating-point order
 //
-// A party's statistics are sums over its rows in table order, blockRows rows
-// at a time: within a block each slot is a dot product over the block's rows
-// with four interleaved partial sums, and each block's dot product is added
-// to the slot's running total in block order. The pooled computation is the
-// same function on the concatenated rows, so the sum of the parties'
-// vectors equals it in exact arithmetic; in floating point they differ by
+// A party's statistics are sums over its rows in table order, blockRows
+// rows at a time: within a block, each slot's sum adds the block's products
+// one at a time in row order, without fused multiply-add (so the result is
+// the same on every architecture); each block's sum is then added to the
+// slot's running total, in block order. The pooled computation is the same
+// function on the concatenated rows, so the sum of the parties' vectors
+// equals it in exact arithmetic and differs in floating point by
 // reassociation only. Every term is at most 1 in magnitude (|z_i z_j| <= 1,
-// |w| <= 1/4, |y-μ| < 1, |y'| <= 1), so a slot's rounding error is at most
-// about (blockRows/4 + n/blockRows + parties)·2⁻⁵³·n, whatever the data's
-// units. Counts (zz[0,0], n) are integers and exact below 2⁵³ rows.
+// w <= 1/4, |y-μ| < 1, |y'| <= 1), so a slot's rounding error is at most
+// about (blockRows + n/blockRows + parties)·2⁻⁵³·n, whatever the data's
+// units. Counts (zz[0,0], n) are integers, exact below 2⁵³ rows.
 package glm
 
 import (

@@ -6,57 +6,70 @@ import (
 )
 
 // blockRows is the number of rows scaled and summed at a time: a block of
-// 31 scaled columns (30 features and the intercept) is 62 KiB, which stays
-// in a core's L2 cache while its 496 column pairs are multiplied.
+// 32 scaled columns (30 features, the intercept and the label) is 64 KiB,
+// which stays in a core's L2 cache while its 528 column pairs are
+// multiplied.
 const blockRows = 256
 
-// block holds the scaled design of up to blockRows rows, column-major:
-// z[0] is the intercept's column of ones, z[c+1] feature c.
-type block struct {
-	z            [][]float64
-	y            []float64
-	center, half []float64
-	rows         int
+// pad is the number of zero columns after a block's columns, so that the
+// 2x4 tiles of addGram never need a narrower case.
+const pad = 4
+
+// columnsOf returns n zeroed columns of blockRows rows in one allocation,
+// plus pad zero columns that are never written.
+func columnsOf(n int) [][]float64 {
+	buf := make([]float64, (n+pad)*blockRows)
+	cols := make([][]float64, n+pad)
+	for c := range cols {
+		cols[c] = buf[c*blockRows : (c+1)*blockRows : (c+1)*blockRows]
+	}
+	return cols
 }
 
-func newBlock(features []Column) *block {
-	p := len(features) + 1
-	b := &block{z: make([][]float64, p), y: make([]float64, blockRows)}
-	buf := make([]float64, p*blockRows)
-	for c := range b.z {
-		b.z[c] = buf[c*blockRows : (c+1)*blockRows]
+// block holds the scaled design of up to blockRows rows, column-major:
+// z[0] is the intercept's column of ones, z[c+1] feature c, and for linear
+// regression z[p] the scaled label.
+type block struct {
+	z [][]float64
+}
+
+func newBlock(features []Column, label bool) *block {
+	n := len(features) + 1
+	if label {
+		n++
 	}
+	b := &block{z: columnsOf(n)}
 	for k := range b.z[0] {
 		b.z[0][k] = 1
-	}
-	for _, f := range features {
-		b.center = append(b.center, f.center())
-		b.half = append(b.half, f.half())
 	}
 	return b
 }
 
-// load scales rows [lo, hi) of the feature columns into the block.
-func (b *block) load(features []Column, columns [][]float64, lo, hi int) error {
-	b.rows = hi - lo
-	for c, col := range columns {
-		f, center, half, dst := features[c], b.center[c], b.half[c], b.z[c+1][:b.rows]
-		for k, v := range col[lo:hi] {
-			if !(v >= f.Min && v <= f.Max) {
-				return rangeError(f, lo+k+1)
-			}
-			dst[k] = min(max((v-center)/half, -1), 1)
+// load scales rows [lo, hi) of column into the block's column dst.
+func (b *block) load(dst int, f Column, column []float64, lo, hi int) error {
+	center, half, out := f.center(), f.half(), b.z[dst][:hi-lo]
+	for k, v := range column[lo:hi] {
+		if !(v >= f.Min && v <= f.Max) {
+			return rangeError(f, lo+k+1)
 		}
+		x := (v - center) / half
+		if x > 1 {
+			x = 1
+		} else if x < -1 {
+			x = -1
+		}
+		out[k] = x
 	}
 	return nil
 }
 
-// cols is the block's design, truncated to its rows.
-func (b *block) cols(dst [][]float64) [][]float64 {
-	for c := range b.z {
-		dst[c] = b.z[c][:b.rows]
+func (b *block) loadFeatures(features []Column, columns [][]float64, lo, hi int) error {
+	for c, col := range columns {
+		if err := b.load(c+1, features[c], col, lo, hi); err != nil {
+			return err
+		}
 	}
-	return dst
+	return nil
 }
 
 // LinearStats is one party's linear-regression statistics over its rows
@@ -67,29 +80,28 @@ func LinearStats(columns [][]float64, y []float64, s Scaling) ([]float64, error)
 		return nil, err
 	}
 	p := s.P()
-	out := make([]float64, StatsLen(Linear, p))
-	gram, zy := out[:tri(p)], out[tri(p):tri(p)+p]
-	b := newBlock(s.Features)
-	z := make([][]float64, p)
+	// The Gram matrix of the augmented design [Z | y'] holds ZᵀZ, Zᵀy' and
+	// y'ᵀy' at once; its triangle is rearranged into the layout at the end.
+	aug := make([]float64, tri(p+1))
+	b := newBlock(s.Features, true)
 	for lo := 0; lo < len(y); lo += blockRows {
 		hi := min(lo+blockRows, len(y))
-		if err := b.load(s.Features, columns, lo, hi); err != nil {
+		if err := b.loadFeatures(s.Features, columns, lo, hi); err != nil {
 			return nil, err
 		}
-		yb := b.y[:hi-lo]
-		for k, v := range y[lo:hi] {
-			x, ok := s.Label.scale(v)
-			if !ok {
-				return nil, rangeError(s.Label, lo+k+1)
-			}
-			yb[k] = x
+		if err := b.load(p, s.Label, y, lo, hi); err != nil {
+			return nil, err
 		}
-		z = b.cols(z)
-		addGram(gram, z, z)
-		addDots(zy, z, yb)
-		out[len(out)-1] += dot(yb, yb)
+		addGram(aug, p+1, b.z, b.z, hi-lo)
 	}
-	return out, nil
+	out := make([]float64, 0, StatsLen(Linear, p))
+	for i := range p { // row i of the augmented triangle: zz[i, i..p-1], zy[i]
+		out = append(out, aug[triRow(p+1, i)+i:triRow(p+1, i)+p]...)
+	}
+	for i := range p {
+		out = append(out, aug[triRow(p+1, i)+p])
+	}
+	return append(out, aug[len(aug)-1]), nil
 }
 
 // LogisticStats is one party's logistic-regression statistics at the
@@ -105,46 +117,45 @@ func LogisticStats(columns [][]float64, y []float64, s Scaling, b []float64) ([]
 	}
 	out := make([]float64, StatsLen(Logistic, p))
 	gram, zr := out[:tri(p)], out[tri(p):tri(p)+p]
-	blk := newBlock(s.Features)
-	// wzBuf holds the block's W-weighted design (column 0 is w itself), then
-	// the linear predictor z·b and the residual y-μ.
-	wzBuf := make([]float64, (p+2)*blockRows)
-	z, wz := make([][]float64, p), make([][]float64, p)
-	eta, r := wzBuf[p*blockRows:(p+1)*blockRows], wzBuf[(p+1)*blockRows:]
+	blk := newBlock(s.Features, false)
+	z := blk.z
+	wz := columnsOf(p) // the W-weighted design: wz[0] is w itself
+	eta, r := make([]float64, blockRows), columnsOf(1)[0]
 	for lo := 0; lo < len(y); lo += blockRows {
 		hi := min(lo+blockRows, len(y))
-		if err := blk.load(s.Features, columns, lo, hi); err != nil {
+		if err := blk.loadFeatures(s.Features, columns, lo, hi); err != nil {
 			return nil, err
 		}
 		m := hi - lo
-		z = blk.cols(z)
-		for c := range wz {
-			wz[c] = wzBuf[c*blockRows : c*blockRows+m]
-		}
 		e := eta[:m]
 		for k := range e {
 			e[k] = b[0]
 		}
 		for c := 1; c < p; c++ {
-			bc, zc := b[c], z[c]
+			bc, zc := b[c], z[c][:m]
 			for k := range e {
-				e[k] += bc * zc[k]
+				e[k] += float64(bc * zc[k])
 			}
 		}
-		w, res, loglik := wz[0], r[:m], 0.0
+		w, res, loglik := wz[0][:m], r[:m], 0.0
 		for k, t := range e {
 			mu, loss := sigmoidLoss(t, y[lo+k])
 			w[k], res[k] = mu*(1-mu), y[lo+k]-mu
 			loglik -= min(loss, LogLossClip)
 		}
 		for c := 1; c < p; c++ {
-			dst, zc := wz[c], z[c]
+			dst, zc := wz[c][:m], z[c][:m]
 			for k, v := range w {
 				dst[k] = v * zc[k]
 			}
 		}
-		addGram(gram, wz, z)
-		addDots(zr, z, res)
+		addGram(gram, p, wz, z, m)
+		for j := 0; j < p; j += 4 {
+			t := tile(res, res, z[j:j+4], m)
+			for u := range min(4, p-j) {
+				zr[j+u] += t[u]
+			}
+		}
 		out[len(out)-2] += loglik
 		out[len(out)-1] += float64(m)
 	}
@@ -180,41 +191,59 @@ func checkCoefficients(b []float64, p int) error {
 	return nil
 }
 
-// addGram adds a[i]·b[j] to gram's entry (i, j) for every j >= i, gram being
-// the row-major upper triangle of a len(a) x len(a) matrix.
-func addGram(gram []float64, a, b [][]float64) {
-	idx := 0
-	for i, ai := range a {
-		row := gram[idx : idx+len(a)-i]
-		for j := range row {
-			row[j] += dot(ai, b[i+j])
+// triRow is the index of entry (i, 0) in the row-major upper triangle of a
+// q x q matrix, were it stored: entry (i, j), j >= i, is at triRow(q, i)+j.
+func triRow(q, i int) int { return i*q - i*(i+1)/2 }
+
+// addGram adds Σ_k a[i][k]·b[j][k] over the first m rows to entry (i, j),
+// j >= i, of gram, the row-major upper triangle of a q x q matrix. Pairs
+// are computed in 2x4 tiles (rows i, i+1 against columns j..j+3), reading
+// each column once per tile; a and b have pad zero columns after their q,
+// and entries outside the triangle are discarded.
+func addGram(gram []float64, q int, a, b [][]float64, m int) {
+	for i := 0; i < q; i += 2 {
+		row0, row1 := triRow(q, i), triRow(q, i+1)
+		for j := i; j < q; j += 4 {
+			t := tile(a[i], a[i+1], b[j:j+4], m)
+			for u := range min(4, q-j) {
+				gram[row0+j+u] += t[u]
+				if j+u > i && i+1 < q {
+					gram[row1+j+u] += t[4+u]
+				}
+			}
 		}
-		idx += len(row)
 	}
 }
 
-// addDots adds a[i]·v to out[i].
-func addDots(out []float64, a [][]float64, v []float64) {
-	for i, ai := range a {
-		out[i] += dot(ai, v)
+// tile is the eight sums Σ_k x[k]·y[j][k] for x in (a0, a1) and j < 4 over
+// the first m rows. Each is added up in row order, one product at a time;
+// the conversion float64(·) forbids fusing the multiply and the add (which
+// the Go compiler does on arm64), so the sums are the same on every
+// architecture.
+func tile(a0, a1 []float64, y [][]float64, m int) (t [8]float64) {
+	a0, a1 = a0[:m], a1[:m]
+	y0, y1, y2, y3 := y[0][:m], y[1][:m], y[2][:m], y[3][:m]
+	var s00, s01, s02, s03, s10, s11, s12, s13 float64
+	for k := range a0 {
+		x0, x1 := a0[k], a1[k]
+		s00 += float64(x0 * y0[k])
+		s01 += float64(x0 * y1[k])
+		s02 += float64(x0 * y2[k])
+		s03 += float64(x0 * y3[k])
+		s10 += float64(x1 * y0[k])
+		s11 += float64(x1 * y1[k])
+		s12 += float64(x1 * y2[k])
+		s13 += float64(x1 * y3[k])
 	}
+	return [8]float64{s00, s01, s02, s03, s10, s11, s12, s13}
 }
 
-// dot is Σ_k a[k]·b[k] with four interleaved partial sums (rows k ≡ 0, 1,
-// 2, 3 mod 4, then the tail into the first), combined as (s0+s1)+(s2+s3):
-// independent additions keep the floating-point pipeline busy.
+// dot is Σ_k a[k]·b[k], for the solvers' small vectors.
 func dot(a, b []float64) float64 {
 	b = b[:len(a)]
-	var s0, s1, s2, s3 float64
-	k := 0
-	for ; k+4 <= len(a); k += 4 {
-		s0 += a[k] * b[k]
-		s1 += a[k+1] * b[k+1]
-		s2 += a[k+2] * b[k+2]
-		s3 += a[k+3] * b[k+3]
+	s := 0.0
+	for k := range a {
+		s += a[k] * b[k]
 	}
-	for ; k < len(a); k++ {
-		s0 += a[k] * b[k]
-	}
-	return (s0 + s1) + (s2 + s3)
+	return s
 }
