@@ -72,16 +72,18 @@ func Predict(kind Kind, columns [][]float64, s Scaling, b []float64) ([]float64,
 	if err := s.Validate(kind); err != nil {
 		return nil, err
 	}
+	if len(columns) != len(s.Features) || len(columns) == 0 {
+		return nil, fmt.Errorf("glm: %d feature columns for %d declared features", len(columns), len(s.Features))
+	}
 	if err := checkCoefficients(b, s.P()); err != nil {
 		return nil, err
 	}
-	z, err := design(columns, s)
+	z, err := scaledDesign(columns, s.Features, len(columns[0]))
 	if err != nil {
 		return nil, err
 	}
-	out := make([]float64, len(z))
-	for r, row := range z {
-		t := dot(row, b)
+	out := linearPredictor(z, b)
+	for r, t := range out {
 		if kind == Linear {
 			out[r] = s.Label.center() + s.Label.half()*t
 		} else {

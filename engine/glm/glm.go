@@ -103,14 +103,6 @@ type Column struct {
 func (c Column) center() float64 { return c.Min/2 + c.Max/2 }
 func (c Column) half() float64   { return c.Max/2 - c.Min/2 }
 
-// scale maps an in-range value into [-1, 1]; ok is false outside the range.
-func (c Column) scale(v float64) (x float64, ok bool) {
-	if !(v >= c.Min && v <= c.Max) {
-		return 0, false
-	}
-	return min(max((v-c.center())/c.half(), -1), 1), true
-}
-
 func (c Column) check() error {
 	if math.IsNaN(c.Min) || math.IsInf(c.Min, 0) || math.IsNaN(c.Max) || math.IsInf(c.Max, 0) {
 		return fmt.Errorf("column %q: declared range [%g, %g] is not finite", c.Name, c.Min, c.Max)
@@ -209,6 +201,9 @@ func StatsLen(kind Kind, p int) int {
 
 // Labels names every slot of a statistics vector, in order.
 func Labels(kind Kind, p int) []string {
+	if StatsLen(kind, p) == 0 {
+		return nil
+	}
 	gram, vec, scalars := "zz", "zy", []string{"yy"}
 	if kind == Logistic {
 		gram, vec, scalars = "zwz", "zr", []string{"loglik", "n"}
@@ -258,6 +253,10 @@ func checkStats(kind Kind, stats []float64, p int, lambda float64) error {
 			return fmt.Errorf("glm: statistic %s is not finite", Labels(kind, p)[i])
 		}
 	}
+	return checkLambda(lambda)
+}
+
+func checkLambda(lambda float64) error {
 	if math.IsNaN(lambda) || math.IsInf(lambda, 0) || lambda < 0 {
 		return errors.New("glm: the L2 penalty must be a finite non-negative number")
 	}

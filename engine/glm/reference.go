@@ -11,73 +11,51 @@ import (
 // (FitLinear does not even share that): they are what the distributed fit
 // is checked against, here and in other packages' tests.
 
-// design is the scaled design, one row per record: z = (1, x'_1, ..., x'_d).
-func design(columns [][]float64, s Scaling) ([][]float64, error) {
-	if len(columns) != len(s.Features) {
-		return nil, fmt.Errorf("glm: %d feature columns for %d declared features", len(columns), len(s.Features))
+// pooled checks the data and returns the scaled design and the labels,
+// scaled for linear regression.
+func pooled(kind Kind, columns [][]float64, y []float64, s Scaling) (z [][]float64, labels []float64, err error) {
+	if err := s.checkData(kind, columns, y); err != nil {
+		return nil, nil, err
 	}
-	n := 0
-	if len(columns) > 0 {
-		n = len(columns[0])
+	if len(y) == 0 {
+		return nil, nil, errors.New("glm: no rows")
 	}
-	z := make([][]float64, n)
-	for r := range z {
-		z[r] = make([]float64, s.P())
-		z[r][0] = 1
+	if z, err = scaledDesign(columns, s.Features, len(y)); err != nil || kind == Logistic {
+		return z, y, err
+	}
+	labels = make([]float64, len(y))
+	return z, labels, scaleInto(labels, s.Label, y, 0)
+}
+
+// scaledDesign is the design of n rows, column-major: z[0] the ones, z[c+1]
+// feature c scaled.
+func scaledDesign(columns [][]float64, features []Column, n int) ([][]float64, error) {
+	z := make([][]float64, len(columns)+1)
+	z[0] = make([]float64, n)
+	for r := range z[0] {
+		z[0][r] = 1
 	}
 	for c, col := range columns {
-		f := s.Features[c]
-		if err := f.check(); err != nil {
-			return nil, fmt.Errorf("glm: feature %w", err)
-		}
 		if len(col) != n {
-			return nil, fmt.Errorf("glm: column %q has %d rows, column %q has %d", f.Name, len(col), s.Features[0].Name, n)
+			return nil, fmt.Errorf("glm: column %q has %d rows, expected %d", features[c].Name, len(col), n)
 		}
-		for r, v := range col {
-			x, ok := f.scale(v)
-			if !ok {
-				return nil, rangeError(f, r+1)
-			}
-			z[r][c+1] = x
+		z[c+1] = make([]float64, n)
+		if err := scaleInto(z[c+1], features[c], col, 0); err != nil {
+			return nil, err
 		}
 	}
 	return z, nil
 }
 
-// pooled checks the data and returns the design and the labels, scaled
-// for linear regression.
-func pooled(kind Kind, columns [][]float64, y []float64, s Scaling) (z [][]float64, labels []float64, err error) {
-	if err := s.checkData(kind, columns, y); err != nil {
-		return nil, nil, err
-	}
-	if z, err = design(columns, s); err != nil {
-		return nil, nil, err
-	}
-	if len(columns) == 0 { // the intercept alone
-		z = make([][]float64, len(y))
-		for r := range z {
-			z[r] = []float64{1}
+// linearPredictor is z·b for every row of a column-major design.
+func linearPredictor(z [][]float64, b []float64) []float64 {
+	eta := make([]float64, len(z[0]))
+	for c, col := range z {
+		for r, v := range col {
+			eta[r] += b[c] * v
 		}
 	}
-	if kind == Logistic {
-		return z, y, nil
-	}
-	labels = make([]float64, len(y))
-	for r, v := range y {
-		x, ok := s.Label.scale(v)
-		if !ok {
-			return nil, nil, rangeError(s.Label, r+1)
-		}
-		labels[r] = x
-	}
-	return z, labels, nil
-}
-
-func checkLambda(lambda float64) error {
-	if math.IsNaN(lambda) || math.IsInf(lambda, 0) || lambda < 0 {
-		return errors.New("glm: the L2 penalty must be a finite non-negative number")
-	}
-	return nil
+	return eta
 }
 
 // FitLinear minimizes the linear-regression objective on pooled rows by a
@@ -91,17 +69,10 @@ func FitLinear(columns [][]float64, y []float64, s Scaling, lambda float64) ([]f
 	if err != nil {
 		return nil, err
 	}
-	n, p := len(z), s.P()
-	if n == 0 {
-		return nil, errors.New("glm: no rows to fit")
-	}
-	rows := n + p - 1
+	n, p := len(yp), s.P()
 	a := make([][]float64, p) // column-major
 	for c := range a {
-		a[c] = make([]float64, rows)
-		for r := range z {
-			a[c][r] = z[r][c]
-		}
+		a[c] = append(z[c], make([]float64, p-1)...)
 		if c > 0 {
 			a[c][n+c-1] = math.Sqrt(float64(n) * lambda)
 		}
@@ -159,23 +130,20 @@ func FitLogistic(columns [][]float64, y []float64, s Scaling, lambda float64, ma
 	if err != nil {
 		return nil, 0, err
 	}
-	n, p := float64(len(z)), s.P()
-	if n == 0 {
-		return nil, 0, errors.New("glm: no rows to fit")
-	}
+	n, p := float64(len(y)), s.P()
 	b = make([]float64, p)
 	hess := make([]float64, tri(p))
 	for iter := 0; ; iter++ {
 		clear(hess)
 		g := make([]float64, p)
-		for r, row := range z {
-			mu, _ := sigmoidLoss(dot(row, b), 0)
+		for r, t := range linearPredictor(z, b) {
+			mu, _ := sigmoidLoss(t, 0)
 			w, res := mu*(1-mu), y[r]-mu
 			idx := 0
 			for i := range p {
-				g[i] += row[i] * res
+				g[i] += z[i][r] * res
 				for j := i; j < p; j++ {
-					hess[idx] += w * row[i] * row[j]
+					hess[idx] += w * z[i][r] * z[j][r]
 					idx++
 				}
 			}
@@ -210,12 +178,8 @@ func Objective(kind Kind, columns [][]float64, y []float64, s Scaling, b []float
 	if err := checkCoefficients(b, s.P()); err != nil {
 		return 0, err
 	}
-	if len(z) == 0 {
-		return 0, errors.New("glm: no rows")
-	}
 	sum := 0.0
-	for r, row := range z {
-		t := dot(row, b)
+	for r, t := range linearPredictor(z, b) {
 		if kind == Linear {
 			sum += (labels[r] - t) * (labels[r] - t) / 2
 		} else {
@@ -223,7 +187,7 @@ func Objective(kind Kind, columns [][]float64, y []float64, s Scaling, b []float
 			sum += loss
 		}
 	}
-	return sum/float64(len(z)) + lambda/2*dot(b[1:], b[1:]), nil
+	return sum/float64(len(y)) + lambda/2*dot(b[1:], b[1:]), nil
 }
 
 // probClip keeps log(0) out of LogLoss, as scikit-learn's log_loss did.

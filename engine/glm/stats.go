@@ -26,31 +26,24 @@ func columnsOf(n int) [][]float64 {
 	return cols
 }
 
-// block holds the scaled design of up to blockRows rows, column-major:
-// z[0] is the intercept's column of ones, z[c+1] feature c, and for linear
-// regression z[p] the scaled label.
-type block struct {
-	z [][]float64
+// designBlock returns the columns of a block of the scaled design: z[0]
+// the intercept's ones, then n-1 columns to load, then pad zero columns.
+func designBlock(n int) [][]float64 {
+	z := columnsOf(n)
+	for k := range z[0] {
+		z[0][k] = 1
+	}
+	return z
 }
 
-func newBlock(features []Column, label bool) *block {
-	n := len(features) + 1
-	if label {
-		n++
-	}
-	b := &block{z: columnsOf(n)}
-	for k := range b.z[0] {
-		b.z[0][k] = 1
-	}
-	return b
-}
-
-// load scales rows [lo, hi) of column into the block's column dst.
-func (b *block) load(dst int, f Column, column []float64, lo, hi int) error {
-	center, half, out := f.center(), f.half(), b.z[dst][:hi-lo]
-	for k, v := range column[lo:hi] {
+// scaleInto scales column into dst, refusing out-of-range values by the
+// row number of their table, firstRow+1 for column[0].
+func scaleInto(dst []float64, f Column, column []float64, firstRow int) error {
+	center, half := f.center(), f.half()
+	dst = dst[:len(column)]
+	for k, v := range column {
 		if !(v >= f.Min && v <= f.Max) {
-			return rangeError(f, lo+k+1)
+			return rangeError(f, firstRow+k+1)
 		}
 		x := (v - center) / half
 		if x > 1 {
@@ -58,14 +51,15 @@ func (b *block) load(dst int, f Column, column []float64, lo, hi int) error {
 		} else if x < -1 {
 			x = -1
 		}
-		out[k] = x
+		dst[k] = x
 	}
 	return nil
 }
 
-func (b *block) loadFeatures(features []Column, columns [][]float64, lo, hi int) error {
+// loadFeatures scales rows [lo, hi) of the feature columns into z[1:].
+func loadFeatures(z [][]float64, features []Column, columns [][]float64, lo, hi int) error {
 	for c, col := range columns {
-		if err := b.load(c+1, features[c], col, lo, hi); err != nil {
+		if err := scaleInto(z[c+1], features[c], col[lo:hi], lo); err != nil {
 			return err
 		}
 	}
@@ -83,16 +77,16 @@ func LinearStats(columns [][]float64, y []float64, s Scaling) ([]float64, error)
 	// The Gram matrix of the augmented design [Z | y'] holds ZᵀZ, Zᵀy' and
 	// y'ᵀy' at once; its triangle is rearranged into the layout at the end.
 	aug := make([]float64, tri(p+1))
-	b := newBlock(s.Features, true)
+	z := designBlock(p + 1)
 	for lo := 0; lo < len(y); lo += blockRows {
 		hi := min(lo+blockRows, len(y))
-		if err := b.loadFeatures(s.Features, columns, lo, hi); err != nil {
+		if err := loadFeatures(z, s.Features, columns, lo, hi); err != nil {
 			return nil, err
 		}
-		if err := b.load(p, s.Label, y, lo, hi); err != nil {
+		if err := scaleInto(z[p], s.Label, y[lo:hi], lo); err != nil {
 			return nil, err
 		}
-		addGram(aug, p+1, b.z, b.z, hi-lo)
+		addGram(aug, p+1, z, z, hi-lo)
 	}
 	out := make([]float64, 0, StatsLen(Linear, p))
 	for i := range p { // row i of the augmented triangle: zz[i, i..p-1], zy[i]
@@ -117,13 +111,12 @@ func LogisticStats(columns [][]float64, y []float64, s Scaling, b []float64) ([]
 	}
 	out := make([]float64, StatsLen(Logistic, p))
 	gram, zr := out[:tri(p)], out[tri(p):tri(p)+p]
-	blk := newBlock(s.Features, false)
-	z := blk.z
+	z := designBlock(p)
 	wz := columnsOf(p) // the W-weighted design: wz[0] is w itself
-	eta, r := make([]float64, blockRows), columnsOf(1)[0]
+	eta, r := make([]float64, blockRows), make([]float64, blockRows)
 	for lo := 0; lo < len(y); lo += blockRows {
 		hi := min(lo+blockRows, len(y))
-		if err := blk.loadFeatures(s.Features, columns, lo, hi); err != nil {
+		if err := loadFeatures(z, s.Features, columns, lo, hi); err != nil {
 			return nil, err
 		}
 		m := hi - lo
