@@ -7,9 +7,9 @@ import (
 )
 
 // The pooled fits below work on all the rows at once and share nothing
-// with the statistics path but the scaling and the Cholesky solver
-// (FitLinear does not even share that): they are what the distributed fit
-// is checked against, here and in other packages' tests.
+// with the statistics path but the scaling, the sigmoid and (FitLogistic)
+// the Cholesky solver: they are what the distributed fit is checked
+// against, here and in other packages' tests.
 
 // pooled checks the data and returns the scaled design and the labels,
 // scaled for linear regression.
