@@ -92,3 +92,66 @@ func BenchmarkKeySwitchT2CKKSN14(b *testing.B) {
 		}
 	})
 }
+
+// benchRefresh is a 2-of-3 consortium on ckks-n14 with a request for one
+// ciphertext at the minimum refresh level, and the group's shares.
+func benchRefresh(b *testing.B) (engine.Parameters, map[PartyID]*SetupResult, RefreshRequest, []Message) {
+	p := benchParams(b, "ckks-n14")
+	res, err := RunSetupInProcess(p, partyIDs(3), 2, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	level, _, err := engine.MinRefreshLevel(p, p.DefaultScale(), 2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ct := encryptAt(b, p, res["party-1"].PublicKey, make([]float64, p.MaxSlots()), level, p.LogDefaultScale())
+	req := RefreshRequest{Session: "bench", Group: []PartyID{"party-1", "party-2"}, Ciphertexts: []*rlwe.Ciphertext{ct}}
+	var msgs []Message
+	for _, id := range req.Group {
+		r := res[id]
+		m, err := RefreshShare(p, id, r.Parties, r.Threshold, r.ThresholdShare, req, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	return p, res, req, msgs
+}
+
+// BenchmarkRefreshShareN14 is one party's share for one ciphertext at the
+// minimum level (3) of ckks-n14: masks, the two key-switch shares, the
+// digest and the CRP.
+//
+//	go test ./protocols -run '^$' -bench 'Refresh.*N14' -benchtime 10x
+func BenchmarkRefreshShareN14(b *testing.B) {
+	p, res, req, msgs := benchRefresh(b)
+	r := res["party-1"]
+	for b.Loop() {
+		if _, err := RefreshShare(p, "party-1", r.Parties, r.Threshold, r.ThresholdShare, req, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(msgs[0].Payload)), "share-bytes")
+}
+
+// BenchmarkRefreshFinalizeN14 is the aggregator's last step for one
+// ciphertext once every share is summed: masked decryption, rescaling of
+// the masked plaintext, re-encryption at the top level.
+func BenchmarkRefreshFinalizeN14(b *testing.B) {
+	p, _, req, msgs := benchRefresh(b)
+	agg, err := NewRefreshAggregator(p, req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, m := range msgs {
+		if _, err := agg.Step(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		if _, err := agg.finalize(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

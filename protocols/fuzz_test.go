@@ -240,3 +240,68 @@ func FuzzSetupStep(f *testing.F) {
 		}
 	})
 }
+
+// fuzzRefreshRequest is a one-party refresh request for a ciphertext at
+// level of the fuzzing parameters, with the party's secret as its share.
+func fuzzRefreshRequest(f *testing.F, level int) (engine.Parameters, RefreshRequest, mhe.ShamirSecretShare) {
+	p, params := fuzzParams(f)
+	sk := rlwe.NewKeyGenerator(params).GenSecretKeyNew()
+	ct := rlwe.NewEncryptor(params, sk).EncryptZeroNew(level)
+	ct.Scale, ct.LogDimensions, ct.IsBatched = p.DefaultScale(), p.LogMaxDimensions(), true
+	sh := mhe.NewThresholdizer(params).AllocateThresholdSecretShare()
+	sh.Poly.Copy(sk.Value)
+	return p, RefreshRequest{Session: "s", Round: 1, Group: []PartyID{"a"}, Transform: TransformSlotMean, Ciphertexts: []*rlwe.Ciphertext{ct}}, sh
+}
+
+func FuzzDecodeRefreshShare(f *testing.F) {
+	p, req, sh := fuzzRefreshRequest(f, 3)
+	plan, err := planRefresh(p, req)
+	if err != nil {
+		f.Fatal(err)
+	}
+	m, err := RefreshShare(p, "a", []PartyID{"a"}, 1, sh, req, "")
+	if err != nil {
+		f.Fatal(err)
+	}
+	addSeeds(f, m.Payload)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		shares, err := DecodeRefreshShare(p, req, plan.digest, b)
+		if err != nil {
+			return
+		}
+		re := bytes.Clone(plan.digest)
+		for i := range shares {
+			re = refreshShareShape(&shares[i]).encode(*p.GetRLWEParameters(), re)
+		}
+		if !bytes.Equal(re, b) {
+			t.Fatal("re-encoding differs")
+		}
+	})
+}
+
+func FuzzUnmarshalRefreshRequest(f *testing.F) {
+	p, req, _ := fuzzRefreshRequest(f, 0)
+	b, err := req.Marshal(p)
+	if err != nil {
+		f.Fatal(err)
+	}
+	addSeeds(f, b)
+	f.Add(b[:60])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := UnmarshalRefreshRequest(p, b)
+		if err != nil {
+			return
+		}
+		b2, err := r.Marshal(p)
+		if err != nil {
+			t.Fatalf("decoded request does not re-encode: %v", err)
+		}
+		r2, err := UnmarshalRefreshRequest(p, b2)
+		if err != nil {
+			t.Fatalf("re-encoded request does not decode: %v", err)
+		}
+		if b3, err := r2.Marshal(p); err != nil || !bytes.Equal(b2, b3) {
+			t.Fatalf("the encoding of a decoded request is not stable (err %v)", err)
+		}
+	})
+}

@@ -78,7 +78,7 @@ func UnmarshalKeySwitchRequest(p engine.Parameters, b []byte) (req KeySwitchRequ
 	if err := rd.end(); err != nil {
 		return req, err
 	}
-	if err := checkGroup(req.Group); err != nil {
+	if err := checkGroup("key switch", req.Group); err != nil {
 		return req, err
 	}
 	if req.Target, err = decodePublicKey(params, pkb); err != nil {
@@ -88,20 +88,6 @@ func UnmarshalKeySwitchRequest(p engine.Parameters, b []byte) (req KeySwitchRequ
 		return req, err
 	}
 	return req, nil
-}
-
-func checkGroup(group []PartyID) error {
-	if len(group) == 0 {
-		return errors.New("empty key switch group")
-	}
-	seen := map[PartyID]bool{}
-	for _, id := range group {
-		if id == "" || seen[id] {
-			return fmt.Errorf("key switch group: invalid or repeated party %q", id)
-		}
-		seen[id] = true
-	}
-	return nil
 }
 
 func (r KeySwitchRequest) digest(p engine.Parameters) ([]byte, error) {
@@ -159,32 +145,9 @@ func checkFloodingMargin(ct *rlwe.Ciphertext, sigma float64) error {
 // addressed to `to` (the aggregator; empty to broadcast).
 func KeySwitchShare(p engine.Parameters, self PartyID, members []PartyID, threshold int, share mhe.ShamirSecretShare, req KeySwitchRequest, floodingSigma float64, to PartyID) (Message, error) {
 	params := *p.GetRLWEParameters()
-	if threshold < 1 || threshold > len(members) {
-		return Message{}, fmt.Errorf("keyswitch: threshold %d out of range 1..%d", threshold, len(members))
-	}
-	if err := checkGroup(req.Group); err != nil {
-		return Message{}, err
-	}
-	if len(req.Group) != threshold {
-		return Message{}, fmt.Errorf("keyswitch: group has %d parties, need exactly t=%d", len(req.Group), threshold)
-	}
-	if !slices.Contains(req.Group, self) {
-		return Message{}, fmt.Errorf("keyswitch: %s is not in the group", self)
-	}
-	if err := checkQPShape(params, share.Poly); err != nil {
-		return Message{}, fmt.Errorf("keyswitch: threshold share: %w", err)
-	}
-	own, err := ShamirPoint(members, self)
+	sk, err := groupSecretKey(params, "keyswitch", self, members, threshold, share, req.Group)
 	if err != nil {
 		return Message{}, err
-	}
-	points := make([]mhe.ShamirPublicPoint, len(req.Group))
-	for i, id := range req.Group {
-		pt, err := ShamirPoint(members, id)
-		if err != nil {
-			return Message{}, fmt.Errorf("keyswitch group: %w", err)
-		}
-		points[i] = mhe.ShamirPublicPoint(pt)
 	}
 	dist, err := floodingDistribution(floodingSigma)
 	if err != nil {
@@ -195,11 +158,6 @@ func KeySwitchShare(p engine.Parameters, self PartyID, members []PartyID, thresh
 	}
 	d, err := req.digest(p)
 	if err != nil {
-		return Message{}, err
-	}
-	cmb := mhe.NewCombiner(params, mhe.ShamirPublicPoint(own), points, threshold)
-	sk := rlwe.NewSecretKey(params)
-	if err := cmb.GenAdditiveShare(points, mhe.ShamirPublicPoint(own), share, sk); err != nil {
 		return Message{}, err
 	}
 	pcks, err := mhe.NewPublicKeySwitchProtocol(params, dist)
@@ -244,7 +202,7 @@ type KeySwitchAggregator struct {
 // NewKeySwitchAggregator validates req and returns an aggregator for it.
 func NewKeySwitchAggregator(p engine.Parameters, req KeySwitchRequest) (*KeySwitchAggregator, error) {
 	params := *p.GetRLWEParameters()
-	if err := checkGroup(req.Group); err != nil {
+	if err := checkGroup("key switch", req.Group); err != nil {
 		return nil, err
 	}
 	d, err := req.digest(p)

@@ -88,7 +88,7 @@ func testValues(params engine.Parameters) []float64 {
 	return v
 }
 
-func encryptAt(t *testing.T, params engine.Parameters, pk *rlwe.PublicKey, values []float64, level int, logScale int) *rlwe.Ciphertext {
+func encryptAt(t testing.TB, params engine.Parameters, pk *rlwe.PublicKey, values []float64, level int, logScale int) *rlwe.Ciphertext {
 	t.Helper()
 	pt := hefloat.NewPlaintext(params.Parameters, level)
 	pt.Scale = rlwe.NewScale(math.Exp2(float64(logScale)))
