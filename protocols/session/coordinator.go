@@ -661,7 +661,7 @@ func (c *Coordinator) refreshAttempt() error {
 	}
 	s.group = slices.Clone(cand[:t])
 	req := protocols.RefreshRequest{Session: c.cfg.Session, Round: s.action.Round, Group: s.group, Transform: s.action.Transform, Ciphertexts: s.action.Ciphertexts}
-	payload, err := req.Marshal()
+	payload, err := req.Marshal(c.cfg.Keys.Params)
 	if err != nil {
 		return err
 	}
