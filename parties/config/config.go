@@ -21,9 +21,10 @@
 // Dataset names, like every viper key, are case-insensitive and normalised to
 // lower case; column names keep their case. A dataset is read from a CSV
 // file (datasets.<name>.csv) or from PostgreSQL (datasets.<name>.postgres:
-// dsn or dsn_env, table with optional columns, or query); the optional
-// top-level key schema names the consortium schema the node checks its
-// datasets against.
+// dsn or dsn_env, table with optional columns, or query). A party with
+// datasets names the consortium schema they are checked against (the key
+// schema, which consortium init writes), or sets schema: none to load them
+// unchecked; a party config without the key and with datasets is refused.
 //
 // Each key is declared once, by the tags of the struct field that holds it:
 // yaml (its name, read and written with it), default (as an environment
@@ -47,6 +48,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -151,6 +153,10 @@ const (
 	RoleValidator = "validator"
 )
 
+// SchemaNone is the value of the key schema by which a party with datasets
+// loads them without checking them against a consortium schema.
+const SchemaNone = "none"
+
 // Party is a party node's configuration. With Role RoleValidator it is the
 // configuration of a validator-only member: ID, Consortium, Keystore, Log,
 // Timeouts and Ledger only.
@@ -160,7 +166,7 @@ type Party struct {
 	Listen     string             `yaml:"listen,omitempty" help:"address to serve gRPC on (host:port)"`
 	DataDir    string             `yaml:"data_dir" default:"data" kind:"path" help:"directory for the node's state"`
 	Consortium string             `yaml:"consortium" kind:"path" help:"consortium file"`
-	Schema     string             `yaml:"schema,omitempty" kind:"path" help:"consortium schema file; every dataset is checked against it at start"`
+	Schema     string             `yaml:"schema,omitempty" kind:"path" help:"consortium schema file every dataset is checked against at start; required with datasets (none: load them unchecked)"`
 	TLS        TLSFiles           `yaml:"tls,omitempty"`
 	Identity   IdentityFiles      `yaml:"identity,omitempty"`
 	Keystore   KeystoreSource     `yaml:"keystore"`
@@ -176,6 +182,16 @@ type Party struct {
 // Path returns the configuration file the party was loaded from ("" if it
 // was not loaded by LoadParty).
 func (p *Party) Path() string { return p.path }
+
+// SchemaFile returns the consortium schema file the party's datasets are
+// checked against: "" if the party names none (it has no datasets) or opts
+// out with schema: none.
+func (p *Party) SchemaFile() string {
+	if p.Schema == SchemaNone {
+		return ""
+	}
+	return p.Schema
+}
 
 // Analyst is an analyst client's configuration.
 type Analyst struct {
@@ -435,7 +451,7 @@ func (l *loader) errf(key, format string, a ...any) error {
 // resolve makes a relative path from the file (or a default) relative to the
 // file's directory.
 func (l *loader) resolve(key, p string) string {
-	if p == "" || filepath.IsAbs(p) {
+	if p == "" || filepath.IsAbs(p) || key == "schema" && p == SchemaNone {
 		return p
 	}
 	if _, fromFile := l.source(key); fromFile {
@@ -609,10 +625,8 @@ func LoadParty(path string, flags *pflag.FlagSet) (*Party, error) {
 	if err := l.hostPort("listen", p.Listen); err != nil {
 		return nil, err
 	}
-	if p.Schema != "" {
-		if err := l.existingFile("schema", p.Schema); err != nil {
-			return nil, err
-		}
+	if err := l.schema(&p); err != nil {
+		return nil, err
 	}
 	for name, d := range p.Datasets {
 		if err := l.dataset(name, &d); err != nil {
@@ -638,6 +652,25 @@ func (l *loader) declare(p *Party, name string) {
 		p.Datasets = map[string]Dataset{}
 	}
 	p.Datasets[name] = Dataset{}
+}
+
+// schema checks the key schema: a party with datasets names the consortium
+// schema they are checked against at start, or opts out explicitly with
+// schema: none, so that a forgotten key does not pass unchecked data off as
+// checked.
+func (l *loader) schema(p *Party) error {
+	switch {
+	case p.Schema == SchemaNone:
+		return nil
+	case p.Schema != "":
+		return l.existingFile("schema", p.Schema)
+	case len(p.Datasets) > 0:
+		names := slices.Sorted(maps.Keys(p.Datasets))
+		return fmt.Errorf("config %s: missing key %q: datasets %s are checked at start against the consortium schema it names "+
+			"(consortium init writes schema: %s; set it in the file, with %s, or with --schema), or set it to %q to load them unchecked",
+			l.path, "schema", strings.Join(names, ", "), "schema.yaml", EnvName("schema"), SchemaNone)
+	}
+	return nil
 }
 
 // validator resolves and checks the configuration of a validator-only
