@@ -397,13 +397,15 @@ func (l *loader) readEntries() error {
 			if !ok {
 				return fmt.Errorf("config %s: key %q: want a list of column names, got %T", l.path, key, list)
 			}
+			cols := []string{} // an empty list releases no column; an absent one, all
 			for i, c := range items {
 				s, ok := c.(string)
 				if !ok {
 					return fmt.Errorf("config %s: key %q: item %d: want a column name, got %T", l.path, key, i, c)
 				}
-				l.policyColumns[ds] = append(l.policyColumns[ds], s)
+				cols = append(cols, s)
 			}
+			l.policyColumns[ds] = cols
 		}
 	}
 	for ds := range fileMap(l.doc, "datasets") {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/synod-mpc/synod/parties/policy"
 )
 
 // The keys of each configuration, written out: renaming a field's yaml tag
@@ -321,5 +323,27 @@ func TestSetColumns(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: want an error containing %q, got %v", args, want, err)
 		}
+	}
+}
+
+// TestPolicyColumnsEmpty: an empty list of columns for a dataset releases
+// none of them, from the file as from --set; a dataset absent from the map
+// releases all.
+func TestPolicyColumnsEmpty(t *testing.T) {
+	path := setup(t, good+"policy:\n  columns:\n    patients: []\n")
+	p, err := LoadParty(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, ok := p.Policy.Columns["patients"]
+	if !ok || len(cols) != 0 {
+		t.Fatalf("columns %#v", p.Policy.Columns)
+	}
+	err = p.Policy.Check(policy.Request{Analyst: "analyst", Dataset: "patients", Columns: []string{"age"}})
+	if err == nil || !strings.Contains(err.Error(), "columns") {
+		t.Fatalf("an empty list released a column: %v", err)
+	}
+	if err := p.Policy.Check(policy.Request{Analyst: "analyst", Dataset: "visits", Columns: []string{"age"}}); err != nil {
+		t.Fatalf("a dataset absent from policy.columns: %v", err)
 	}
 }

@@ -19,7 +19,8 @@ type Policy struct {
 	// the consortium.
 	Analysts []string `yaml:"analysts,omitempty" help:"analysts allowed to query this party, comma-separated (default: every consortium analyst)"`
 	// Columns maps a dataset to the columns analysts may use in it (in
-	// aggregates, filters or groups); a dataset absent here allows all.
+	// aggregates, filters or groups); a dataset absent here allows all, an
+	// empty list none.
 	Columns map[string][]string `yaml:"columns,omitempty" names:"dataset" help:"dataset to the columns analysts may use in it"`
 	// MinCohort is the smallest count a released cell may have; smaller
 	// cells are suppressed consortium-wide. 0 disables the rule.
