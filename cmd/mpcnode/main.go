@@ -40,10 +40,14 @@ Every config key can be overridden by an environment variable SYNOD_<KEY>
 (dots become underscores, e.g. SYNOD_LISTEN, SYNOD_DATA_DIR, SYNOD_LOG_LEVEL)
 or by the flags below ('-' or '_': --data-dir, --data_dir). Keys named after a
 dataset are set with the repeatable --set KEY=VALUE (--set
-datasets.cohort.postgres.dsn_env=COHORT_DSN, --set policy.columns.patients=age,sex)
-or, for a CSV file, --dataset NAME=FILE.csv. The keystore passphrase comes from the environment
-variable named by keystore.passphrase_env (default SYNOD_PASSPHRASE) or the
-file named by keystore.passphrase_file; it is never logged.`,
+datasets.cohort.postgres.dsn_env=COHORT_DSN, --set
+datasets.cohort.postgres.columns.age=age_years, --set
+policy.columns.patients=age,sex) or, for a CSV file, --dataset NAME=FILE.csv.
+A party with datasets names the consortium schema they are checked against
+(schema, written by consortium init) or sets schema none to load them
+unchecked. The keystore passphrase comes from the environment variable named
+by keystore.passphrase_env (default SYNOD_PASSPHRASE) or the file named by
+keystore.passphrase_file; it is never logged.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -9,6 +9,7 @@
 // '_': --data-dir or --data_dir, --tls.cert). Keys named after a dataset
 // have no flag of their own: the repeatable --set KEY=VALUE sets any key
 // (--set datasets.cohort.postgres.dsn_env=COHORT_DSN, --set
+// datasets.cohort.postgres.columns.age=age_years, --set
 // policy.columns.patients=age,sex) and --dataset NAME=FILE.csv is short for
 // --set datasets.NAME.csv=FILE.csv. Precedence: flag, environment, file,
 // default.
@@ -18,18 +19,35 @@
 // environment variable are resolved against the working directory.
 //
 // Dataset names, like every viper key, are case-insensitive and normalised to
-// lower case. A dataset is read from a CSV file (datasets.<name>.csv) or from
-// PostgreSQL (datasets.<name>.postgres: dsn or dsn_env, table with optional
-// columns, or query); the optional top-level key schema names the
-// consortium schema the node checks its datasets against.
+// lower case; column names keep their case. A dataset is read from a CSV
+// file (datasets.<name>.csv) or from PostgreSQL (datasets.<name>.postgres:
+// dsn or dsn_env, table with optional columns, or query). A party with
+// datasets names the consortium schema they are checked against (the key
+// schema, which consortium init writes), or sets schema: none to load them
+// unchecked; a party config without the key and with datasets is refused.
+//
+// Each key is declared once, by the tags of the struct field that holds it:
+// yaml (its name, read and written with it), default (as an environment
+// variable would give it), help (its flag's help), kind:"path" (resolved
+// as above) and, on a map, names (what its entries are named after:
+// dataset, column). The key list, defaults, environment variables, flags,
+// the --set keys, the check of the file's keys and the resolution of paths
+// are all derived from the structs (keys.go). This is simpler to read than
+// a separate table of keys: the structs are what callers use and what
+// SaveParty writes, so a key declared on its field cannot drift from the
+// field, and a table would need an accessor per key to fill the struct.
+// What a key's value must be stays code (LoadParty, LoadAnalyst), because
+// it depends on other keys (role, ledger.mode, a dataset's source).
 package config
 
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -46,42 +64,32 @@ import (
 // EnvPrefix is the prefix of environment variables overriding keys.
 const EnvPrefix = "SYNOD"
 
-// Defaults.
-const (
-	DefaultPassphraseEnv  = "SYNOD_PASSPHRASE"
-	DefaultLogLevel       = "info"
-	DefaultLogFormat      = "text"
-	DefaultPeerTimeout    = 10 * time.Second
-	DefaultSessionTimeout = 10 * time.Minute
-	DefaultDataDir        = "data"
-)
-
 // TLSFiles names the PEM files of a member's mutual-TLS setup.
 type TLSFiles struct {
-	CA   string `mapstructure:"ca" yaml:"ca"`
-	Cert string `mapstructure:"cert" yaml:"cert"`
-	Key  string `mapstructure:"key" yaml:"key"`
+	CA   string `yaml:"ca" kind:"path" help:"consortium CA certificate (PEM)"`
+	Cert string `yaml:"cert" kind:"path" help:"this member's certificate (PEM)"`
+	Key  string `yaml:"key" kind:"path" help:"this member's TLS key (sealed)"`
 }
 
 // IdentityFiles names the member's sealed identity key.
 type IdentityFiles struct {
-	KeyFile string `mapstructure:"key_file" yaml:"key_file"`
+	KeyFile string `yaml:"key_file" kind:"path" help:"sealed identity key"`
 }
 
 // KeystoreSource says where the passphrase of the sealed secrets comes from:
 // the environment variable PassphraseEnv if set and non-empty, otherwise the
 // file PassphraseFile (see keystore.Passphrase).
 type KeystoreSource struct {
-	PassphraseEnv  string `mapstructure:"passphrase_env" yaml:"passphrase_env"`
-	PassphraseFile string `mapstructure:"passphrase_file" yaml:"passphrase_file,omitempty"`
+	PassphraseEnv  string `yaml:"passphrase_env" default:"SYNOD_PASSPHRASE" help:"environment variable holding the keystore passphrase"`
+	PassphraseFile string `yaml:"passphrase_file,omitempty" kind:"path" help:"file holding the keystore passphrase"`
 }
 
 // Dataset is where the party's copy of a dataset lives: a CSV file
 // (datasets.<name>.csv) or a PostgreSQL database (datasets.<name>.postgres),
 // exactly one of the two.
 type Dataset struct {
-	CSV      string    `mapstructure:"csv" yaml:"csv,omitempty"`
-	Postgres *Postgres `mapstructure:"postgres" yaml:"postgres,omitempty"`
+	CSV      string    `yaml:"csv,omitempty" kind:"path" help:"CSV file of the dataset"`
+	Postgres *Postgres `yaml:"postgres,omitempty"`
 }
 
 // Postgres is a dataset read from PostgreSQL (datasets.<name>.postgres.*):
@@ -92,11 +100,11 @@ type Dataset struct {
 // they are), or from Query, whose result columns are named as the dataset's
 // columns (exactly one of Table and Query). Column names keep their case.
 type Postgres struct {
-	DSN     string            `mapstructure:"dsn" yaml:"dsn,omitempty"`
-	DSNEnv  string            `mapstructure:"dsn_env" yaml:"dsn_env,omitempty"`
-	Table   string            `mapstructure:"table" yaml:"table,omitempty"`
-	Columns map[string]string `mapstructure:"columns" yaml:"columns,omitempty"`
-	Query   string            `mapstructure:"query" yaml:"query,omitempty"`
+	DSN     string            `yaml:"dsn,omitempty" help:"PostgreSQL connection string (never logged)"`
+	DSNEnv  string            `yaml:"dsn_env,omitempty" help:"environment variable holding the connection string"`
+	Table   string            `yaml:"table,omitempty" help:"table the rows come from"`
+	Columns map[string]string `yaml:"columns,omitempty" names:"column" help:"dataset column to SQL column or expression of the table"`
+	Query   string            `yaml:"query,omitempty" help:"query whose result columns are named as the dataset's columns"`
 }
 
 // Source returns the datasource description of d.
@@ -111,14 +119,14 @@ func (d Dataset) Source() datasource.Source {
 // Logging configures logs: Level is debug, info, warn or error; Format is
 // text or json.
 type Logging struct {
-	Level  string `mapstructure:"level" yaml:"level"`
-	Format string `mapstructure:"format" yaml:"format"`
+	Level  string `yaml:"level" default:"info" help:"log level: debug, info, warn, error"`
+	Format string `yaml:"format" default:"text" help:"log format: text or json"`
 }
 
 // Timeouts bounds waiting for a peer and for a whole session.
 type Timeouts struct {
-	Peer    time.Duration `mapstructure:"peer" yaml:"peer"`
-	Session time.Duration `mapstructure:"session" yaml:"session"`
+	Peer    time.Duration `yaml:"peer" default:"10s" help:"how long to wait for a peer (e.g. 10s)"`
+	Session time.Duration `yaml:"session" default:"10m" help:"how long a session may take (e.g. 10m)"`
 }
 
 // Ledger says where the node records its audit trail. In "embedded" mode
@@ -126,15 +134,15 @@ type Timeouts struct {
 // home directory, keys and listen addresses below; in "remote" mode it
 // submits to an existing chain through the RPC address Remote.
 type Ledger struct {
-	Mode             string `mapstructure:"mode" yaml:"mode"`
-	Home             string `mapstructure:"home" yaml:"home,omitempty"`
-	P2PListen        string `mapstructure:"p2p_listen" yaml:"p2p_listen,omitempty"`
-	RPCListen        string `mapstructure:"rpc_listen" yaml:"rpc_listen,omitempty"`
-	Peers            string `mapstructure:"peers" yaml:"peers,omitempty"` // comma-separated nodeid@host:port
-	NodeKeyFile      string `mapstructure:"node_key_file" yaml:"node_key_file,omitempty"`
-	ValidatorKeyFile string `mapstructure:"validator_key_file" yaml:"validator_key_file,omitempty"`
-	Remote           string `mapstructure:"remote" yaml:"remote,omitempty"`
-	FastBlocks       bool   `mapstructure:"fast_blocks" yaml:"fast_blocks,omitempty"`
+	Mode             string `yaml:"mode" default:"embedded" help:"embedded (run a validator) or remote"`
+	Home             string `yaml:"home,omitempty" kind:"path" help:"home directory of the embedded validator"`
+	P2PListen        string `yaml:"p2p_listen,omitempty" help:"chain p2p address (host:port)"`
+	RPCListen        string `yaml:"rpc_listen,omitempty" help:"chain RPC address (host:port)"`
+	Peers            string `yaml:"peers,omitempty" help:"chain peers, comma-separated nodeid@host:port"`
+	NodeKeyFile      string `yaml:"node_key_file,omitempty" kind:"path" help:"sealed chain node key"`
+	ValidatorKeyFile string `yaml:"validator_key_file,omitempty" kind:"path" help:"sealed chain validator key"`
+	Remote           string `yaml:"remote,omitempty" help:"chain RPC address in remote mode (host:port)"`
+	FastBlocks       bool   `yaml:"fast_blocks,omitempty" help:"commit blocks as fast as loopback allows (local demos and tests)"`
 }
 
 // Roles of a node's configuration (key role): a party (the default), or a
@@ -145,24 +153,28 @@ const (
 	RoleValidator = "validator"
 )
 
+// SchemaNone is the value of the key schema by which a party with datasets
+// loads them without checking them against a consortium schema.
+const SchemaNone = "none"
+
 // Party is a party node's configuration. With Role RoleValidator it is the
 // configuration of a validator-only member: ID, Consortium, Keystore, Log,
 // Timeouts and Ledger only.
 type Party struct {
-	ID         string             `mapstructure:"id" yaml:"id"`
-	Role       string             `mapstructure:"role" yaml:"role,omitempty"`
-	Listen     string             `mapstructure:"listen" yaml:"listen,omitempty"`
-	DataDir    string             `mapstructure:"data_dir" yaml:"data_dir"`
-	Consortium string             `mapstructure:"consortium" yaml:"consortium"`
-	Schema     string             `mapstructure:"schema" yaml:"schema,omitempty"` // consortium schema file; optional
-	TLS        TLSFiles           `mapstructure:"tls" yaml:"tls,omitempty"`
-	Identity   IdentityFiles      `mapstructure:"identity" yaml:"identity,omitempty"`
-	Keystore   KeystoreSource     `mapstructure:"keystore" yaml:"keystore"`
-	Datasets   map[string]Dataset `mapstructure:"datasets" yaml:"datasets,omitempty"`
-	Log        Logging            `mapstructure:"log" yaml:"log"`
-	Timeouts   Timeouts           `mapstructure:"timeouts" yaml:"timeouts"`
-	Ledger     Ledger             `mapstructure:"ledger" yaml:"ledger"`
-	Policy     policy.Policy      `mapstructure:"policy" yaml:"policy,omitempty"`
+	ID         string             `yaml:"id" help:"party id"`
+	Role       string             `yaml:"role,omitempty" default:"party" help:"party (default) or validator: a validator-only member runs the consortium chain's validator and nothing else"`
+	Listen     string             `yaml:"listen,omitempty" help:"address to serve gRPC on (host:port)"`
+	DataDir    string             `yaml:"data_dir" default:"data" kind:"path" help:"directory for the node's state"`
+	Consortium string             `yaml:"consortium" kind:"path" help:"consortium file"`
+	Schema     string             `yaml:"schema,omitempty" kind:"path" help:"consortium schema file every dataset is checked against at start; required with datasets (none: load them unchecked)"`
+	TLS        TLSFiles           `yaml:"tls,omitempty"`
+	Identity   IdentityFiles      `yaml:"identity,omitempty"`
+	Keystore   KeystoreSource     `yaml:"keystore"`
+	Datasets   map[string]Dataset `yaml:"datasets,omitempty" names:"dataset" help:"the party's datasets, by name"`
+	Log        Logging            `yaml:"log"`
+	Timeouts   Timeouts           `yaml:"timeouts"`
+	Ledger     Ledger             `yaml:"ledger"`
+	Policy     policy.Policy      `yaml:"policy,omitempty"`
 
 	path string
 }
@@ -171,16 +183,26 @@ type Party struct {
 // was not loaded by LoadParty).
 func (p *Party) Path() string { return p.path }
 
+// SchemaFile returns the consortium schema file the party's datasets are
+// checked against: "" if the party names none (it has no datasets) or opts
+// out with schema: none.
+func (p *Party) SchemaFile() string {
+	if p.Schema == SchemaNone {
+		return ""
+	}
+	return p.Schema
+}
+
 // Analyst is an analyst client's configuration.
 type Analyst struct {
-	ID         string         `mapstructure:"id" yaml:"id"`
-	Node       string         `mapstructure:"node" yaml:"node"`       // host:port of the node to talk to
-	NodeID     string         `mapstructure:"node_id" yaml:"node_id"` // that node's party id, checked against its certificate
-	DataDir    string         `mapstructure:"data_dir" yaml:"data_dir"`
-	Consortium string         `mapstructure:"consortium" yaml:"consortium"`
-	TLS        TLSFiles       `mapstructure:"tls" yaml:"tls"`
-	Identity   IdentityFiles  `mapstructure:"identity" yaml:"identity"`
-	Keystore   KeystoreSource `mapstructure:"keystore" yaml:"keystore"`
+	ID         string         `yaml:"id" help:"analyst id"`
+	Node       string         `yaml:"node" help:"address of the node to talk to (host:port)"`
+	NodeID     string         `yaml:"node_id" help:"party id of that node, checked against its certificate"`
+	DataDir    string         `yaml:"data_dir" default:"data" kind:"path" help:"directory for the analyst's own keys and results"`
+	Consortium string         `yaml:"consortium" kind:"path" help:"consortium file"`
+	TLS        TLSFiles       `yaml:"tls"`
+	Identity   IdentityFiles  `yaml:"identity"`
+	Keystore   KeystoreSource `yaml:"keystore"`
 
 	path string
 }
@@ -189,92 +211,26 @@ type Analyst struct {
 // was not loaded by LoadAnalyst).
 func (a *Analyst) Path() string { return a.path }
 
-// schema lists the keys of a configuration kind: scalar keys with their
-// defaults (nil = no default), which of them are paths, and the sections.
-type schema struct {
-	kind     string
-	defaults map[string]any
-	paths    []string
-	sections map[string]bool // top-level keys that hold maps
-	open     map[string]bool // sections whose sub-keys are names (datasets)
-}
-
-var partySchema = schema{
-	kind: "party",
-	defaults: map[string]any{
-		"id": nil, "role": RoleParty, "listen": nil, "data_dir": DefaultDataDir, "consortium": nil, "schema": nil,
-		"tls.ca": nil, "tls.cert": nil, "tls.key": nil,
-		"identity.key_file":         nil,
-		"keystore.passphrase_env":   DefaultPassphraseEnv,
-		"keystore.passphrase_file":  nil,
-		"log.level":                 DefaultLogLevel,
-		"log.format":                DefaultLogFormat,
-		"timeouts.peer":             DefaultPeerTimeout,
-		"timeouts.session":          DefaultSessionTimeout,
-		"ledger.mode":               "embedded",
-		"ledger.home":               nil,
-		"ledger.p2p_listen":         nil,
-		"ledger.rpc_listen":         nil,
-		"ledger.peers":              nil,
-		"ledger.node_key_file":      nil,
-		"ledger.validator_key_file": nil,
-		"ledger.remote":             nil,
-		"ledger.fast_blocks":        false,
-		"policy.analysts":           nil,
-		"policy.min_cohort":         0,
-		"policy.dp.require":         false,
-		"policy.dp.max_epsilon":     0.0,
-		"policy.dp.budget":          0.0,
-	},
-	paths: []string{"data_dir", "consortium", "schema", "tls.ca", "tls.cert", "tls.key", "identity.key_file", "keystore.passphrase_file",
-		"ledger.home", "ledger.node_key_file", "ledger.validator_key_file"},
-	sections: map[string]bool{"tls": true, "identity": true, "keystore": true, "log": true, "timeouts": true, "datasets": true, "ledger": true, "policy": true},
-	open:     map[string]bool{"datasets": true},
-}
-
-var analystSchema = schema{
-	kind: "analyst",
-	defaults: map[string]any{
-		"id": nil, "node": nil, "node_id": nil, "data_dir": DefaultDataDir, "consortium": nil,
-		"tls.ca": nil, "tls.cert": nil, "tls.key": nil,
-		"identity.key_file":        nil,
-		"keystore.passphrase_env":  DefaultPassphraseEnv,
-		"keystore.passphrase_file": nil,
-	},
-	paths:    []string{"data_dir", "consortium", "tls.ca", "tls.cert", "tls.key", "identity.key_file", "keystore.passphrase_file"},
-	sections: map[string]bool{"tls": true, "identity": true, "keystore": true},
-}
-
-// datasetKeys are the keys allowed inside datasets.<name>; postgresKeys
-// those inside datasets.<name>.postgres (columns is a mapping of names).
-var (
-	datasetKeys  = map[string]bool{"csv": true, "postgres": true}
-	postgresKeys = map[string]bool{"dsn": true, "dsn_env": true, "table": true, "columns": true, "query": true}
-)
-
-// datasetScalarKeys are the per-dataset keys that an environment variable or
-// a flag can set (SYNOD_DATASETS_<NAME>_POSTGRES_TABLE, ...).
-var datasetScalarKeys = []string{"csv", "postgres.dsn", "postgres.dsn_env", "postgres.table", "postgres.query"}
-
-// EnvName returns the environment variable that overrides key.
-func EnvName(key string) string {
-	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
-}
-
 type loader struct {
-	path  string         // as given, for messages
-	dir   string         // absolute directory of the file
-	doc   map[string]any // the file as parsed, keys with their case
-	v     *viper.Viper
-	flags map[string]*pflag.Flag // key -> changed flag
-	// columns are the policy.columns.<dataset> given by --set, dataset
-	// names as written
-	columns []setting
+	path string         // as given, for messages
+	dir  string         // absolute directory of the file
+	doc  map[string]any // the file as parsed, keys with their case
+	keys []key
+	v    *viper.Viper
+	// flags maps a key to the flag that set it: its own, --set or --dataset
+	flags map[string]*pflag.Flag
+	// The maps of values, whose names viper would lower-case: as written in
+	// the file (policyColumns, and columns by dataset), and the --set
+	// entries (policy.columns.<dataset>,
+	// datasets.<dataset>.postgres.columns.<column>), applied over them.
+	policyColumns map[string][]string
+	columns       map[string]map[string]string
+	entries       []setting
 }
 
-func newLoader(path string, flags *pflag.FlagSet, s schema) (*loader, error) {
+func newLoader(path, kind string, keys []key, flags *pflag.FlagSet) (*loader, error) {
 	if path == "" {
-		return nil, fmt.Errorf("%s config: no configuration file given", s.kind)
+		return nil, fmt.Errorf("%s config: no configuration file given", kind)
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -284,228 +240,194 @@ func newLoader(path string, flags *pflag.FlagSet, s schema) (*loader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	l := &loader{path: path, dir: filepath.Dir(abs), v: viper.New(), flags: map[string]*pflag.Flag{}}
-	var doc map[string]any
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
+	l := &loader{path: path, dir: filepath.Dir(abs), keys: keys, v: viper.New(), flags: map[string]*pflag.Flag{}}
+	if err := yaml.Unmarshal(raw, &l.doc); err != nil {
 		return nil, fmt.Errorf("config %s: not valid YAML: %w", path, err)
 	}
-	if err := checkKeys(path, doc, s); err != nil {
+	if err := l.checkFile(); err != nil {
 		return nil, err
 	}
-	l.doc = doc
+	if err := l.readEntries(); err != nil {
+		return nil, err
+	}
 	v := l.v
 	v.SetConfigFile(path)
 	v.SetConfigType("yaml")
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
-	for k, d := range s.defaults {
-		if d != nil {
-			v.SetDefault(k, d)
+	for _, k := range keys {
+		if !k.value() || k.entry() {
+			continue
 		}
-		if err := v.BindEnv(k); err != nil {
-			return nil, fmt.Errorf("config %s: key %q: %w", path, k, err)
+		names := []string{k.name}
+		if k.named() {
+			// one key per name the file gives: datasets.<dataset>.csv
+			// is datasets.patients.csv for a dataset patients
+			names = nil
+			mapKey, rest, _ := strings.Cut(k.name, ".<")
+			_, rest, _ = strings.Cut(rest, ">")
+			for name := range fileMap(l.doc, mapKey) {
+				names = append(names, mapKey+"."+strings.ToLower(name)+rest)
+			}
+		} else if k.def != "" {
+			v.SetDefault(k.name, k.def)
+		}
+		for _, name := range names {
+			if err := v.BindEnv(name); err != nil {
+				return nil, fmt.Errorf("config %s: key %q: %w", path, name, err)
+			}
 		}
 	}
 	if err := v.ReadInConfig(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	if s.open["datasets"] {
-		if ds, ok := doc["datasets"].(map[string]any); ok {
-			for name := range ds {
-				for _, sub := range datasetScalarKeys {
-					k := "datasets." + strings.ToLower(name) + "." + sub
-					if err := v.BindEnv(k); err != nil {
-						return nil, fmt.Errorf("config %s: key %q: %w", path, k, err)
-					}
-				}
-			}
-		}
-	}
 	if flags != nil {
 		var ferr error
 		flags.VisitAll(func(f *pflag.Flag) {
-			key := strings.ReplaceAll(f.Name, "-", "_")
-			if _, known := s.defaults[key]; !known && !isDatasetKey(key, s) {
+			name := strings.ReplaceAll(f.Name, "-", "_")
+			k, _, ok := match(keys, name)
+			if !ok || !k.value() || k.entry() {
 				return // a flag for something else (--config, --verbose...)
 			}
-			if err := v.BindPFlag(key, f); err != nil && ferr == nil {
+			name = canonical(k, name)
+			if err := v.BindPFlag(name, f); err != nil && ferr == nil {
 				ferr = fmt.Errorf("config %s: flag --%s: %w", path, f.Name, err)
 			}
 			if f.Changed {
-				l.flags[key] = f
+				l.flags[name] = f
 			}
 		})
 		if ferr != nil {
 			return nil, ferr
 		}
 	}
-	sets, err := settings(path, flags, s)
-	if err != nil {
-		return nil, err
-	}
-	for _, st := range sets {
-		if strings.HasPrefix(st.key, "policy.columns.") {
-			l.columns = append(l.columns, st)
-			continue
-		}
-		if f, dup := l.flags[st.key]; dup {
-			return nil, fmt.Errorf("config %s: key %q is set twice (--%s and --%s %s=%s)", path, st.key, f.Name, st.flag.Name, st.key, st.value)
-		}
-		v.Set(st.key, st.value)
-		l.flags[st.key] = st.flag
-	}
 	return l, nil
 }
 
-func isDatasetKey(key string, s schema) bool {
-	if !s.open["datasets"] {
-		return false
+// set applies the --set and --dataset flags of flags (those of a party
+// configuration) over the key flags, the environment and the file.
+func (l *loader) set(flags *pflag.FlagSet) error {
+	sets, err := settings(l.path, flags, l.keys)
+	if err != nil {
+		return err
 	}
-	name, sub, ok := strings.Cut(strings.TrimPrefix(key, "datasets."), ".")
-	return ok && strings.HasPrefix(key, "datasets.") && name != "" && slices.Contains(datasetScalarKeys, sub)
-}
-
-// checkKeys rejects keys of the file that the schema does not know.
-func checkKeys(path string, doc map[string]any, s schema) error {
-	known := map[string]bool{}
-	for k := range s.defaults {
-		known[k] = true
-	}
-	var unknown []string
-	for top, val := range doc {
-		t := strings.ToLower(top)
-		if !s.sections[t] {
-			if !known[t] {
-				unknown = append(unknown, top)
-			}
+	for _, st := range sets {
+		if f, dup := l.flags[st.key]; dup {
+			return fmt.Errorf("config %s: key %q is set twice (--%s and --%s %s=%s)", l.path, st.key, f.Name, st.flag.Name, st.key, st.value)
+		}
+		l.flags[st.key] = st.flag
+		if st.entry {
+			l.entries = append(l.entries, st)
 			continue
 		}
-		if val == nil {
-			continue
-		}
-		m, ok := val.(map[string]any)
-		if !ok {
-			return fmt.Errorf("config %s: key %q must be a mapping, got %T", path, top, val)
-		}
-		for sub, sv := range m {
-			if t == "policy" {
-				bad, err := checkPolicyKey(path, top+"."+sub, sv, known)
-				if err != nil {
-					return err
-				}
-				unknown = append(unknown, bad...)
-				continue
-			}
-			if s.open[t] {
-				dm, ok := sv.(map[string]any)
-				if !ok {
-					return fmt.Errorf("config %s: key %q must be a mapping, got %T", path, top+"."+sub, sv)
-				}
-				for dk, dv := range dm {
-					if !datasetKeys[strings.ToLower(dk)] {
-						unknown = append(unknown, top+"."+sub+"."+dk)
-						continue
-					}
-					if strings.ToLower(dk) != "postgres" || dv == nil {
-						continue
-					}
-					pm, ok := dv.(map[string]any)
-					if !ok {
-						return fmt.Errorf("config %s: key %q must be a mapping, got %T", path, top+"."+sub+"."+dk, dv)
-					}
-					for pk, pv := range pm {
-						if !postgresKeys[strings.ToLower(pk)] {
-							unknown = append(unknown, top+"."+sub+"."+dk+"."+pk)
-							continue
-						}
-						if strings.ToLower(pk) != "columns" || pv == nil {
-							continue
-						}
-						cm, ok := pv.(map[string]any)
-						if !ok {
-							return fmt.Errorf("config %s: key %q must be a mapping of dataset column to SQL column or expression, got %T", path, top+"."+sub+"."+dk+"."+pk, pv)
-						}
-						for col, expr := range cm {
-							if _, ok := expr.(string); !ok {
-								return fmt.Errorf("config %s: key %q: column %q: want an SQL column or expression (a string), got %T", path, top+"."+sub+"."+dk+"."+pk, col, expr)
-							}
-						}
-					}
-				}
-				continue
-			}
-			if !known[t+"."+strings.ToLower(sub)] {
-				unknown = append(unknown, top+"."+sub)
-			}
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return fmt.Errorf("config %s: unknown key(s) %s (known: %s)", path, strings.Join(unknown, ", "), strings.Join(knownList(s), ", "))
+		l.v.Set(st.key, st.value)
 	}
 	return nil
 }
 
-// checkPolicyKey checks policy.<sub>: policy.dp holds scalar keys and
-// policy.columns maps a dataset to a list of column names.
-func checkPolicyKey(path, key string, val any, known map[string]bool) ([]string, error) {
-	switch strings.ToLower(key) {
-	case "policy.dp":
-		if val == nil {
-			return nil, nil
-		}
-		m, ok := val.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("config %s: key %q must be a mapping, got %T", path, key, val)
-		}
-		var unknown []string
-		for k := range m {
-			if !known["policy.dp."+strings.ToLower(k)] {
-				unknown = append(unknown, key+"."+k)
-			}
-		}
-		return unknown, nil
-	case "policy.columns":
-		if val == nil {
-			return nil, nil
-		}
-		m, ok := val.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("config %s: key %q must map each dataset to the list of columns analysts may use, got %T", path, key, val)
-		}
-		for ds, cols := range m {
-			list, ok := cols.([]any)
+// checkFile rejects keys of the file that the configuration does not
+// declare, and a section or a map that is not a mapping.
+func (l *loader) checkFile() error {
+	var unknown []string
+	var walk func(prefix string, m map[string]any) error
+	walk = func(prefix string, m map[string]any) error {
+		for name, val := range m {
+			full := prefix + name
+			k, _, ok := match(l.keys, full)
 			if !ok {
-				return nil, fmt.Errorf("config %s: key %q: want a list of column names, got %T", path, key+"."+ds, cols)
+				unknown = append(unknown, full)
+				continue
 			}
-			for i, c := range list {
-				if _, ok := c.(string); !ok {
-					return nil, fmt.Errorf("config %s: key %q: item %d: want a column name, got %T", path, key+"."+ds, i, c)
+			if val == nil || k.value() {
+				continue // values are checked when they are decoded
+			}
+			sub, ok := val.(map[string]any)
+			if !ok {
+				if k.help != "" {
+					return fmt.Errorf("config %s: key %q must be a mapping (%s), got %T", l.path, full, k.help, val)
 				}
+				return fmt.Errorf("config %s: key %q must be a mapping, got %T", l.path, full, val)
+			}
+			if err := walk(full+".", sub); err != nil {
+				return err
 			}
 		}
-		return nil, nil
+		return nil
 	}
-	if !known[strings.ToLower(key)] {
-		return []string{key}, nil
+	if err := walk("", l.doc); err != nil {
+		return err
 	}
-	return nil, nil
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return fmt.Errorf("config %s: unknown key(s) %s (known: %s)", l.path, strings.Join(unknown, ", "), strings.Join(knownList(l.keys), ", "))
+	}
+	return nil
 }
 
-func knownList(s schema) []string {
-	var ks []string
-	for k := range s.defaults {
-		ks = append(ks, k)
+// fileMap returns the mapping at the dotted key in the file, its keys as
+// written (the key's segments match whatever their case); nil if there is
+// none.
+func fileMap(doc map[string]any, key string) map[string]any {
+	m := doc
+	for seg := range strings.SplitSeq(key, ".") {
+		var next map[string]any
+		for k, v := range m {
+			if strings.EqualFold(k, seg) {
+				next, _ = v.(map[string]any)
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		m = next
 	}
-	if s.open["datasets"] {
-		ks = append(ks, "datasets.<name>.csv", "datasets.<name>.postgres.{dsn,dsn_env,table,columns,query}")
+	return m
+}
+
+// readEntries reads the maps of values of the file as written
+// (policy.columns, datasets.<dataset>.postgres.columns), refusing an entry
+// of the wrong type; decoding would lower-case their names.
+func (l *loader) readEntries() error {
+	if pm := fileMap(l.doc, "policy.columns"); pm != nil {
+		l.policyColumns = map[string][]string{}
+		for ds, list := range pm {
+			key := "policy.columns." + ds
+			items, ok := list.([]any)
+			if !ok {
+				return fmt.Errorf("config %s: key %q: want a list of column names, got %T", l.path, key, list)
+			}
+			cols := []string{} // an empty list releases no column; an absent one, all
+			for i, c := range items {
+				s, ok := c.(string)
+				if !ok {
+					return fmt.Errorf("config %s: key %q: item %d: want a column name, got %T", l.path, key, i, c)
+				}
+				cols = append(cols, s)
+			}
+			l.policyColumns[ds] = cols
+		}
 	}
-	if s.sections["policy"] {
-		ks = append(ks, "policy.columns.<dataset>")
+	for ds := range fileMap(l.doc, "datasets") {
+		key := "datasets." + ds + ".postgres.columns"
+		cm := fileMap(l.doc, key)
+		if len(cm) == 0 {
+			continue
+		}
+		cols := make(map[string]string, len(cm))
+		for col, expr := range cm {
+			s, ok := expr.(string)
+			if !ok {
+				return fmt.Errorf("config %s: key %q: column %q: want an SQL column or expression (a string), got %T", l.path, key, col, expr)
+			}
+			cols[col] = s
+		}
+		if l.columns == nil {
+			l.columns = map[string]map[string]string{}
+		}
+		l.columns[strings.ToLower(ds)] = cols
 	}
-	sort.Strings(ks)
-	return ks
+	return nil
 }
 
 // source describes where the value of key comes from, for messages and for
@@ -531,7 +453,7 @@ func (l *loader) errf(key, format string, a ...any) error {
 // resolve makes a relative path from the file (or a default) relative to the
 // file's directory.
 func (l *loader) resolve(key, p string) string {
-	if p == "" || filepath.IsAbs(p) {
+	if p == "" || filepath.IsAbs(p) || key == "schema" && p == SchemaNone {
 		return p
 	}
 	if _, fromFile := l.source(key); fromFile {
@@ -541,6 +463,39 @@ func (l *loader) resolve(key, p string) string {
 		return abs
 	}
 	return p
+}
+
+// resolvePaths resolves every path (a field tagged kind:"path") of the
+// configuration v, whose key is prefix, datasets' included.
+func (l *loader) resolvePaths(prefix string, v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			l.resolvePaths(prefix, v.Elem())
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			name := fieldKey(f)
+			switch {
+			case name == "":
+			case f.Tag.Get("kind") == "path":
+				v.Field(i).SetString(l.resolve(prefix+name, v.Field(i).String()))
+			default:
+				l.resolvePaths(prefix+name+".", v.Field(i))
+			}
+		}
+	case reflect.Map:
+		if deref(v.Type().Elem()).Kind() != reflect.Struct {
+			return
+		}
+		for _, name := range v.MapKeys() {
+			e := reflect.New(v.Type().Elem()).Elem()
+			e.Set(v.MapIndex(name))
+			l.resolvePaths(prefix+name.String()+".", e)
+			v.SetMapIndex(name, e)
+		}
+	}
 }
 
 func (l *loader) required(key, val string) error {
@@ -578,19 +533,19 @@ func (l *loader) hostPort(key, val string) error {
 	return nil
 }
 
-func (l *loader) unmarshal(out any) error {
-	if err := l.v.Unmarshal(out); err != nil {
+// fill decodes the configuration out (a pointer to a Party or an Analyst)
+// from the flags, the environment, the file and the defaults, and resolves
+// its paths.
+func (l *loader) fill(out any) error {
+	if err := decode(l.v, out); err != nil {
 		return fmt.Errorf("config %s: %w", l.path, err)
 	}
+	l.resolvePaths("", reflect.ValueOf(out).Elem())
 	return nil
 }
 
-func (l *loader) common(id *string, dataDir, consortium *string, t *TLSFiles, idf *IdentityFiles, ks *KeystoreSource) error {
-	t.CA = l.resolve("tls.ca", t.CA)
-	t.Cert = l.resolve("tls.cert", t.Cert)
-	t.Key = l.resolve("tls.key", t.Key)
-	idf.KeyFile = l.resolve("identity.key_file", idf.KeyFile)
-	if err := l.membership(*id, dataDir, consortium, ks); err != nil {
+func (l *loader) common(id string, t TLSFiles, idf IdentityFiles, dataDir, consortium string, ks KeystoreSource) error {
+	if err := l.membership(id, consortium); err != nil {
 		return err
 	}
 	if err := l.existingFile("tls.ca", t.CA); err != nil {
@@ -605,25 +560,22 @@ func (l *loader) common(id *string, dataDir, consortium *string, t *TLSFiles, id
 	if err := l.required("identity.key_file", idf.KeyFile); err != nil {
 		return err
 	}
-	if err := l.required("data_dir", *dataDir); err != nil {
+	if err := l.required("data_dir", dataDir); err != nil {
 		return err
 	}
-	return l.passphraseSource(*ks)
+	return l.passphraseSource(ks)
 }
 
-// membership resolves the paths every member's config has and checks its
-// id and consortium file.
-func (l *loader) membership(id string, dataDir, consortium *string, ks *KeystoreSource) error {
-	*dataDir = l.resolve("data_dir", *dataDir)
-	*consortium = l.resolve("consortium", *consortium)
-	ks.PassphraseFile = l.resolve("keystore.passphrase_file", ks.PassphraseFile)
+// membership checks the id and the consortium file every member's config
+// has.
+func (l *loader) membership(id, consortium string) error {
 	if err := l.required("id", id); err != nil {
 		return err
 	}
 	if strings.ContainsAny(id, " \t\n/\\") {
 		return l.errf("id", "%q contains whitespace or a path separator", id)
 	}
-	return l.existingFile("consortium", *consortium)
+	return l.existingFile("consortium", consortium)
 }
 
 // passphraseSource checks that the keystore passphrase has a source.
@@ -638,13 +590,26 @@ func (l *loader) passphraseSource(ks KeystoreSource) error {
 // variables and the flags of flags (may be nil), resolves relative paths and
 // validates the result.
 func LoadParty(path string, flags *pflag.FlagSet) (*Party, error) {
-	l, err := newLoader(path, flags, partySchema)
+	l, err := newLoader(path, "party", partyKeys, flags)
 	if err != nil {
 		return nil, err
 	}
-	p := Party{path: path}
-	if err := l.unmarshal(&p); err != nil {
+	if err := l.set(flags); err != nil {
 		return nil, err
+	}
+	p := Party{path: path}
+	if err := l.fill(&p); err != nil {
+		return nil, err
+	}
+	// viper drops a dataset declared with nothing under it: keep it, to
+	// refuse it below; a dataset with only --set columns is a postgres one
+	for name := range fileMap(l.doc, "datasets") {
+		l.declare(&p, strings.ToLower(name))
+	}
+	for _, st := range l.entries {
+		if strings.HasPrefix(st.key, "datasets.") {
+			l.declare(&p, strings.ToLower(st.names[0]))
+		}
 	}
 	switch p.Role {
 	case RoleParty:
@@ -656,29 +621,14 @@ func LoadParty(path string, flags *pflag.FlagSet) (*Party, error) {
 	default:
 		return nil, l.errf("role", "%q is not one of %s, %s", p.Role, RoleParty, RoleValidator)
 	}
-	if err := l.common(&p.ID, &p.DataDir, &p.Consortium, &p.TLS, &p.Identity, &p.Keystore); err != nil {
+	if err := l.common(p.ID, p.TLS, p.Identity, p.DataDir, p.Consortium, p.Keystore); err != nil {
 		return nil, err
 	}
 	if err := l.hostPort("listen", p.Listen); err != nil {
 		return nil, err
 	}
-	p.Schema = l.resolve("schema", p.Schema)
-	if p.Schema != "" {
-		if err := l.existingFile("schema", p.Schema); err != nil {
-			return nil, err
-		}
-	}
-	// viper drops a dataset declared with nothing under it: keep it, to
-	// refuse it below
-	if ds, ok := l.doc["datasets"].(map[string]any); ok {
-		for name := range ds {
-			if _, ok := p.Datasets[strings.ToLower(name)]; !ok {
-				if p.Datasets == nil {
-					p.Datasets = map[string]Dataset{}
-				}
-				p.Datasets[strings.ToLower(name)] = Dataset{}
-			}
-		}
+	if err := l.schema(&p); err != nil {
+		return nil, err
 	}
 	for name, d := range p.Datasets {
 		if err := l.dataset(name, &d); err != nil {
@@ -695,13 +645,43 @@ func LoadParty(path string, flags *pflag.FlagSet) (*Party, error) {
 	return &p, nil
 }
 
+// declare makes sure p has the dataset name.
+func (l *loader) declare(p *Party, name string) {
+	if _, ok := p.Datasets[name]; ok {
+		return
+	}
+	if p.Datasets == nil {
+		p.Datasets = map[string]Dataset{}
+	}
+	p.Datasets[name] = Dataset{}
+}
+
+// schema checks the key schema: a party with datasets names the consortium
+// schema they are checked against at start, or opts out explicitly with
+// schema: none, so that a forgotten key does not pass unchecked data off as
+// checked.
+func (l *loader) schema(p *Party) error {
+	switch {
+	case p.Schema == SchemaNone:
+		return nil
+	case p.Schema != "":
+		return l.existingFile("schema", p.Schema)
+	case len(p.Datasets) > 0:
+		names := slices.Sorted(maps.Keys(p.Datasets))
+		return fmt.Errorf("config %s: missing key %q: datasets %s are checked at start against the consortium schema it names "+
+			"(consortium init writes schema: %s; set it in the file, with %s, or with --schema), or set it to %q to load them unchecked",
+			l.path, "schema", strings.Join(names, ", "), "schema.yaml", EnvName("schema"), SchemaNone)
+	}
+	return nil
+}
+
 // validator resolves and checks the configuration of a validator-only
 // member (role: validator): it runs the embedded chain validator and
 // nothing else, so it needs its id, the consortium file, the keystore
 // passphrase and the ledger section, and refuses the keys of a party's
 // data, policy, identity and gRPC service.
 func (l *loader) validator(p *Party) error {
-	if err := l.membership(p.ID, &p.DataDir, &p.Consortium, &p.Keystore); err != nil {
+	if err := l.membership(p.ID, p.Consortium); err != nil {
 		return err
 	}
 	if err := l.passphraseSource(p.Keystore); err != nil {
@@ -718,6 +698,9 @@ func (l *loader) validator(p *Party) error {
 	if _, ok := l.doc["datasets"]; ok || len(p.Datasets) > 0 {
 		return fmt.Errorf("config %s: key \"datasets\": a validator-only member (role: %s) holds no data: remove it", l.path, RoleValidator)
 	}
+	if err := l.policy(&p.Policy); err != nil {
+		return err
+	}
 	if pol := p.Policy; len(pol.Analysts) > 0 || len(pol.Columns) > 0 || pol.MinCohort != 0 || pol.DP != (policy.DP{}) {
 		return fmt.Errorf("config %s: key \"policy\": a validator-only member (role: %s) answers no query: remove it", l.path, RoleValidator)
 	}
@@ -728,7 +711,7 @@ func (l *loader) validator(p *Party) error {
 }
 
 // runtime checks the keys every node has, party or validator: logging,
-// timeouts and the ledger section (paths resolved).
+// timeouts and the ledger section.
 func (l *loader) runtime(p *Party) error {
 	switch p.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -746,9 +729,6 @@ func (l *loader) runtime(p *Party) error {
 	if p.Timeouts.Session <= 0 {
 		return l.errf("timeouts.session", "%v must be positive", p.Timeouts.Session)
 	}
-	p.Ledger.Home = l.resolve("ledger.home", p.Ledger.Home)
-	p.Ledger.NodeKeyFile = l.resolve("ledger.node_key_file", p.Ledger.NodeKeyFile)
-	p.Ledger.ValidatorKeyFile = l.resolve("ledger.validator_key_file", p.Ledger.ValidatorKeyFile)
 	switch p.Ledger.Mode {
 	case "embedded":
 		// In a fixed order, so that the first missing key is always the
@@ -776,7 +756,8 @@ func (l *loader) runtime(p *Party) error {
 
 // policy normalizes and checks the policy section: analysts given as one
 // comma-separated string (an environment variable or a flag) become a
-// list, and the column lists keep the dataset names' case as written.
+// list, and the column lists keep the dataset names' case as written, a
+// --set list replacing the file's list of its dataset.
 func (l *loader) policy(p *policy.Policy) error {
 	var analysts []string
 	for _, a := range p.Analysts {
@@ -787,33 +768,20 @@ func (l *loader) policy(p *policy.Policy) error {
 		}
 	}
 	p.Analysts = analysts
-	if pm, ok := l.doc["policy"].(map[string]any); ok {
-		for k, v := range pm {
-			if strings.ToLower(k) != "columns" {
-				continue
-			}
-			cols, _ := v.(map[string]any)
-			p.Columns = map[string][]string{}
-			for ds, list := range cols {
-				for _, c := range list.([]any) {
-					p.Columns[ds] = append(p.Columns[ds], c.(string))
-				}
-			}
+	p.Columns = maps.Clone(l.policyColumns)
+	for _, st := range l.entries {
+		if !strings.HasPrefix(st.key, "policy.columns.") {
+			continue
 		}
-	}
-	for _, st := range l.columns {
+		ds := st.names[0]
 		if p.Columns == nil {
 			p.Columns = map[string][]string{}
 		}
-		for ds := range p.Columns {
-			if strings.EqualFold(ds, st.name) {
-				delete(p.Columns, ds) // the flag replaces the file's list
-			}
-		}
-		p.Columns[st.name] = nil
+		maps.DeleteFunc(p.Columns, func(name string, _ []string) bool { return strings.EqualFold(name, ds) })
+		p.Columns[ds] = nil
 		for _, c := range strings.Split(st.value, ",") {
 			if c = strings.TrimSpace(c); c != "" {
-				p.Columns[st.name] = append(p.Columns[st.name], c)
+				p.Columns[ds] = append(p.Columns[ds], c)
 			}
 		}
 	}
@@ -823,16 +791,28 @@ func (l *loader) policy(p *policy.Policy) error {
 	return nil
 }
 
-// dataset resolves and validates datasets.<name>: exactly one of csv and
-// postgres; for postgres exactly one of dsn and dsn_env, exactly one of
-// table and query, columns only with table. The columns mapping is taken
-// from the file as written (viper would lower-case its keys).
+// dataset checks datasets.<name>: exactly one of csv and postgres; for
+// postgres exactly one of dsn and dsn_env, exactly one of table and query,
+// columns only with table. The columns mapping is the file's as written,
+// with the --set entries over it.
 func (l *loader) dataset(name string, d *Dataset) error {
 	key := "datasets." + name
 	csvKey := key + ".csv"
-	d.CSV = l.resolve(csvKey, d.CSV)
+	cols := maps.Clone(l.columns[name])
+	for _, st := range l.entries {
+		if strings.HasPrefix(st.key, key+".postgres.columns.") {
+			if cols == nil {
+				cols = map[string]string{}
+			}
+			cols[st.names[1]] = st.value
+		}
+	}
 	pg := d.Postgres
-	if pg != nil && pg.DSN == "" && pg.DSNEnv == "" && pg.Table == "" && pg.Query == "" && len(l.rawColumns(name)) == 0 {
+	if pg == nil && len(cols) > 0 {
+		d.Postgres = &Postgres{}
+		pg = d.Postgres
+	}
+	if pg != nil && pg.DSN == "" && pg.DSNEnv == "" && pg.Table == "" && pg.Query == "" && len(cols) == 0 {
 		pg, d.Postgres = nil, nil // "postgres:" with nothing under it
 	}
 	switch {
@@ -844,7 +824,7 @@ func (l *loader) dataset(name string, d *Dataset) error {
 		return nil
 	}
 	pk := key + ".postgres."
-	pg.Columns = l.rawColumns(name)
+	pg.Columns = cols
 	switch {
 	case pg.DSN != "" && pg.DSNEnv != "":
 		return fmt.Errorf("config %s: dataset %q: keys %q and %q are both set; choose one", l.path, name, pk+"dsn", pk+"dsn_env")
@@ -865,40 +845,17 @@ func (l *loader) dataset(name string, d *Dataset) error {
 	return nil
 }
 
-// rawColumns returns datasets.<name>.postgres.columns as written in the file.
-func (l *loader) rawColumns(name string) map[string]string {
-	get := func(m map[string]any, key string) map[string]any {
-		for k, v := range m {
-			if strings.EqualFold(k, key) {
-				if sub, ok := v.(map[string]any); ok {
-					return sub
-				}
-			}
-		}
-		return nil
-	}
-	cols := get(get(get(get(l.doc, "datasets"), name), "postgres"), "columns")
-	if len(cols) == 0 {
-		return nil
-	}
-	out := make(map[string]string, len(cols))
-	for k, v := range cols {
-		out[k], _ = v.(string)
-	}
-	return out
-}
-
 // LoadAnalyst reads an analyst configuration file like LoadParty.
 func LoadAnalyst(path string, flags *pflag.FlagSet) (*Analyst, error) {
-	l, err := newLoader(path, flags, analystSchema)
+	l, err := newLoader(path, "analyst", analystKeys, flags)
 	if err != nil {
 		return nil, err
 	}
 	a := Analyst{path: path}
-	if err := l.unmarshal(&a); err != nil {
+	if err := l.fill(&a); err != nil {
 		return nil, err
 	}
-	if err := l.common(&a.ID, &a.DataDir, &a.Consortium, &a.TLS, &a.Identity, &a.Keystore); err != nil {
+	if err := l.common(a.ID, a.TLS, a.Identity, a.DataDir, a.Consortium, a.Keystore); err != nil {
 		return nil, err
 	}
 	if err := l.hostPort("node", a.Node); err != nil {
@@ -929,12 +886,8 @@ func SaveParty(path string, p *Party) error { return save(path, p) }
 func SaveAnalyst(path string, a *Analyst) error { return save(path, a) }
 
 // DefaultParty returns a party configuration with the defaults filled in.
-func DefaultParty() Party {
-	return Party{
-		DataDir:  DefaultDataDir,
-		Keystore: KeystoreSource{PassphraseEnv: DefaultPassphraseEnv},
-		Log:      Logging{Level: DefaultLogLevel, Format: DefaultLogFormat},
-		Timeouts: Timeouts{Peer: DefaultPeerTimeout, Session: DefaultSessionTimeout},
-		Ledger:   Ledger{Mode: "embedded"},
-	}
-}
+func DefaultParty() Party { return defaults[Party](partyKeys) }
+
+// DefaultAnalyst returns an analyst configuration with the defaults filled
+// in.
+func DefaultAnalyst() Analyst { return defaults[Analyst](analystKeys) }

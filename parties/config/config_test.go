@@ -16,7 +16,7 @@ import (
 func setup(t *testing.T, yaml string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, f := range []string{"consortium.yaml", "ca.pem", "p1/tls.pem", "p1/tls-key.pem", "other.pem", "p1/patients.csv"} {
+	for _, f := range []string{"consortium.yaml", "ca.pem", "p1/tls.pem", "p1/tls-key.pem", "other.pem", "p1/patients.csv", "schema.yaml"} {
 		p := filepath.Join(dir, f)
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
@@ -34,6 +34,7 @@ const good = `
 id: party-1
 listen: 127.0.0.1:7401
 consortium: consortium.yaml
+schema: schema.yaml
 data_dir: p1/data
 tls:
   ca: ca.pem
@@ -245,7 +246,7 @@ func TestSaveRoundTrip(t *testing.T) {
 	path := setup(t, good)
 	dir := filepath.Dir(path)
 	p := DefaultParty()
-	p.ID, p.Listen, p.Consortium = "party-1", "127.0.0.1:7401", "consortium.yaml"
+	p.ID, p.Listen, p.Consortium, p.Schema = "party-1", "127.0.0.1:7401", "consortium.yaml", "schema.yaml"
 	p.TLS = TLSFiles{CA: "ca.pem", Cert: "p1/tls.pem", Key: "p1/tls-key.pem"}
 	p.Identity.KeyFile = "p1/identity.key"
 	p.Datasets = map[string]Dataset{"patients": {CSV: "p1/patients.csv"}}
@@ -258,7 +259,8 @@ func TestSaveRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q.Timeouts != p.Timeouts || q.TLS.CA != filepath.Join(dir, "ca.pem") || q.Datasets["patients"].CSV != filepath.Join(dir, "p1/patients.csv") {
+	if q.Timeouts != p.Timeouts || q.TLS.CA != filepath.Join(dir, "ca.pem") || q.Datasets["patients"].CSV != filepath.Join(dir, "p1/patients.csv") ||
+		q.Schema != filepath.Join(dir, "schema.yaml") {
 		t.Fatalf("%+v", q)
 	}
 }
@@ -285,11 +287,8 @@ func withDatasets(ds string) string {
 }
 
 func TestPostgresDataset(t *testing.T) {
-	path := setup(t, withDatasets(pgDataset)+"schema: schema.yaml\n")
+	path := setup(t, withDatasets(pgDataset))
 	dir := filepath.Dir(path)
-	if err := os.WriteFile(filepath.Join(dir, "schema.yaml"), []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	p, err := LoadParty(path, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -339,10 +338,55 @@ func TestPostgresDataset(t *testing.T) {
 	if q.Datasets["patients"].Postgres.Columns["Systolic_BP"] != "sbp" || q.Datasets["patients"].Postgres.Table != "omop.person_v2" || q.Schema != p.Schema {
 		t.Fatalf("round trip %+v", q.Datasets["patients"].Postgres)
 	}
-	// no schema key: backward compatible
+}
+
+// TestSchemaRequired: a party with datasets names the consortium schema
+// they are checked against, or opts out with schema: none; a forgotten key
+// is an error at load time, wherever the datasets come from.
+func TestSchemaRequired(t *testing.T) {
+	noSchema := strings.Replace(good, "schema: schema.yaml\n", "", 1)
+	_, err := LoadParty(setup(t, noSchema), nil)
+	for _, w := range []string{`missing key "schema"`, "patients", "SYNOD_SCHEMA", `"none"`} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Fatalf("no schema, datasets in the file: want an error mentioning %s, got %v", w, err)
+		}
+	}
+	noData := strings.Replace(noSchema, "datasets:\n  patients:\n    csv: p1/patients.csv\n", "", 1)
+	p, err := LoadParty(setup(t, noData), nil)
+	if err != nil || p.Schema != "" || p.SchemaFile() != "" {
+		t.Fatalf("no schema, no datasets: %v %q", err, p.Schema)
+	}
+	fs := pflag.NewFlagSet("mpcnode", pflag.ContinueOnError)
+	PartyFlags(fs)
+	path := setup(t, noData)
+	if err := fs.Parse([]string{"--dataset", "patients=" + filepath.Join(filepath.Dir(path), "p1/patients.csv")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadParty(path, fs); err == nil || !strings.Contains(err.Error(), `missing key "schema"`) {
+		t.Fatalf("no schema, a dataset by flag: %v", err)
+	}
+
+	// the opt-out, in the file or by the environment, and kept by SaveParty
+	path = setup(t, noSchema+"schema: none\n")
+	p, err = LoadParty(path, nil)
+	if err != nil || p.Schema != SchemaNone || p.SchemaFile() != "" {
+		t.Fatalf("schema: none: %v %q", err, p.Schema)
+	}
+	out := filepath.Join(filepath.Dir(path), "saved.yaml")
+	if err := SaveParty(out, p); err != nil {
+		t.Fatal(err)
+	}
+	if q, err := LoadParty(out, nil); err != nil || q.SchemaFile() != "" {
+		t.Fatalf("saved schema: none: %v", err)
+	}
+	t.Setenv("SYNOD_SCHEMA", "none")
+	if p, err = LoadParty(setup(t, noSchema), nil); err != nil || p.SchemaFile() != "" {
+		t.Fatalf("SYNOD_SCHEMA=none: %v", err)
+	}
+	t.Setenv("SYNOD_SCHEMA", "")
 	p, err = LoadParty(setup(t, good), nil)
-	if err != nil || p.Schema != "" {
-		t.Fatalf("%v %q", err, p.Schema)
+	if err != nil || p.SchemaFile() != p.Schema || !filepath.IsAbs(p.Schema) {
+		t.Fatalf("schema file: %v %q", err, p.Schema)
 	}
 }
 
@@ -367,7 +411,7 @@ func TestDatasetErrors(t *testing.T) {
 		{"expression not a string", pg("      dsn: x\n      table: t\n      columns: {a: {b: c}}\n"), []string{`column "a"`, "a string"}},
 		{"unknown postgres key", pg("      dsn: x\n      table: t\n      password: hunter2\n"), []string{"unknown key(s) datasets.patients.postgres.password"}},
 		{"postgres not a map", pg("      x\n"), []string{`"datasets.patients.postgres" must be a mapping`}},
-		{"schema absent", good + "schema: nope.yaml\n", []string{`"schema"`, "nope.yaml", "no such file"}},
+		{"schema absent", strings.Replace(good, "schema: schema.yaml", "schema: nope.yaml", 1), []string{`"schema"`, "nope.yaml", "no such file"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

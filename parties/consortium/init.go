@@ -350,11 +350,9 @@ func Init(opts InitOptions) error {
 	for j, id := range opts.Analysts {
 		m, files := made[len(partyIDs)+j].m, made[len(partyIDs)+j].files
 		c.Members = append(c.Members, m)
-		a := config.Analyst{
-			ID: id, Node: addr(0), NodeID: partyIDs[0], Consortium: FileName, DataDir: id + "/data",
-			TLS: files.tls, Identity: config.IdentityFiles{KeyFile: files.identity},
-			Keystore: config.KeystoreSource{PassphraseEnv: config.DefaultPassphraseEnv, PassphraseFile: files.passphrase},
-		}
+		a := config.DefaultAnalyst()
+		a.ID, a.Node, a.NodeID, a.Consortium, a.DataDir = id, addr(0), partyIDs[0], FileName, id+"/data"
+		a.TLS, a.Identity.KeyFile, a.Keystore.PassphraseFile = files.tls, files.identity, files.passphrase
 		if err := config.SaveAnalyst(filepath.Join(opts.Dir, id+".yaml"), &a); err != nil {
 			return fmt.Errorf("consortium init: %w", err)
 		}

@@ -154,17 +154,19 @@ func New(cfg *config.Party, log *slog.Logger) (*Node, error) {
 }
 
 // loadDatasets loads every dataset the config declares, from a CSV file or
-// from PostgreSQL, and checks each against the consortium schema when the
-// config names one: the node refuses to start on a dataset that does not
-// match, naming the dataset and the column.
+// from PostgreSQL, and checks each against the consortium schema unless the
+// config opts out (schema: none, warned about): the node refuses to start on
+// a dataset that does not match, naming the dataset and the column.
 func (n *Node) loadDatasets() error {
 	cfg := n.cfg
 	var sch *schema.Schema
-	if cfg.Schema != "" {
+	if file := cfg.SchemaFile(); file != "" {
 		var err error
-		if sch, err = schema.Load(cfg.Schema); err != nil {
+		if sch, err = schema.Load(file); err != nil {
 			return fmt.Errorf("config %s: schema: %w", cfg.Path(), err)
 		}
+	} else if len(cfg.Datasets) > 0 {
+		n.log.Warn("datasets are not checked against a consortium schema", "schema", cfg.Schema)
 	}
 	names := make([]string, 0, len(cfg.Datasets))
 	for name := range cfg.Datasets {
@@ -180,7 +182,7 @@ func (n *Node) loadDatasets() error {
 		}
 		if sch != nil {
 			if err := sch.Check(t); err != nil {
-				return fmt.Errorf("config %s: datasets.%s (%s) does not match the consortium schema %s:\n%w", cfg.Path(), name, src.Describe(), cfg.Schema, err)
+				return fmt.Errorf("config %s: datasets.%s (%s) does not match the consortium schema %s:\n%w", cfg.Path(), name, src.Describe(), cfg.SchemaFile(), err)
 			}
 		}
 		n.datasets[name] = t

@@ -11,29 +11,32 @@ import (
 )
 
 // Policy is one party's rules. The zero Policy allows every consortium
-// analyst, every column, any cohort size and no differential privacy.
+// analyst, every column, any cohort size and no differential privacy. Its
+// tags declare the keys of the policy section of a party's configuration
+// (see package config).
 type Policy struct {
 	// Analysts allowed to query this party; empty allows every analyst of
 	// the consortium.
-	Analysts []string `mapstructure:"analysts" yaml:"analysts,omitempty"`
+	Analysts []string `yaml:"analysts,omitempty" help:"analysts allowed to query this party, comma-separated (default: every consortium analyst)"`
 	// Columns maps a dataset to the columns analysts may use in it (in
-	// aggregates, filters or groups); a dataset absent here allows all.
-	Columns map[string][]string `mapstructure:"columns" yaml:"columns,omitempty"`
+	// aggregates, filters or groups); a dataset absent here allows all, an
+	// empty list none.
+	Columns map[string][]string `yaml:"columns,omitempty" names:"dataset" help:"dataset to the columns analysts may use in it"`
 	// MinCohort is the smallest count a released cell may have; smaller
 	// cells are suppressed consortium-wide. 0 disables the rule.
-	MinCohort int `mapstructure:"min_cohort" yaml:"min_cohort,omitempty"`
+	MinCohort int `yaml:"min_cohort,omitempty" help:"smallest count a released cell may have (0: no minimum)"`
 	// DP is this party's differential privacy requirement.
-	DP DP `mapstructure:"dp" yaml:"dp,omitempty"`
+	DP DP `yaml:"dp,omitempty"`
 }
 
 // DP are the differential privacy rules.
 type DP struct {
 	// Require refuses queries that ask for no noise.
-	Require bool `mapstructure:"require" yaml:"require,omitempty"`
+	Require bool `yaml:"require,omitempty" help:"contribute only to differentially private queries"`
 	// MaxEpsilon bounds the epsilon one query may spend.
-	MaxEpsilon float64 `mapstructure:"max_epsilon" yaml:"max_epsilon,omitempty"`
+	MaxEpsilon float64 `yaml:"max_epsilon,omitempty" help:"largest epsilon one query may spend (0: no limit)"`
 	// Budget bounds the total epsilon an analyst may spend (0: unbounded).
-	Budget float64 `mapstructure:"budget" yaml:"budget,omitempty"`
+	Budget float64 `yaml:"budget,omitempty" help:"total epsilon each analyst may spend (0: unbounded)"`
 }
 
 // Request is what a query asks of the policy.
