@@ -29,6 +29,7 @@ import (
 	"github.com/synod-mpc/synod/engine"
 	"github.com/synod-mpc/synod/engine/model"
 	"github.com/synod-mpc/synod/ledger"
+	"github.com/synod-mpc/synod/ledger/records"
 	"github.com/synod-mpc/synod/parties/pki"
 	"github.com/synod-mpc/synod/parties/wire"
 	"github.com/synod-mpc/synod/protocols"
@@ -207,14 +208,9 @@ func (n *Node) UploadModel(stream grpc.ClientStreamingServer[synodv1.UploadModel
 	return stream.SendAndClose(resp)
 }
 
-// modelRecord is the chain record of a model upload (a transcript record
-// with the model's identity).
-type modelRecord struct {
-	transcriptRecord
-	Model       string   `json:"model"`
-	ModelDigest string   `json:"model_digest"`
-	Parties     []string `json:"allowed_parties,omitempty"`
-}
+// modelRecord is the chain record of a model upload or a prediction (a
+// transcript record with the model's identity).
+type modelRecord = records.Model
 
 // encodeModelStore is the payload of model.store: the ModelInfo's length
 // (4 bytes), the ModelInfo, the encrypted model.
@@ -292,7 +288,7 @@ func (cs *coordSession) coordinateUpload(st *keyState, info *synodv1.ModelInfo, 
 		return fail(err)
 	}
 	parties := slices.Sorted(mapsKeys(stored))
-	rec := modelRecord{transcriptRecord: transcriptRecord{Analyst: info.GetOwner(), Parameters: st.Meta.Parameters, SpecDigest: hex.EncodeToString(digest(hb)),
+	rec := modelRecord{Transcript: transcriptRecord{Analyst: info.GetOwner(), Parameters: st.Meta.Parameters, SpecDigest: hex.EncodeToString(digest(hb)),
 		SetupID: st.Meta.Session, Participants: cs.participants, Contributors: parties, ResultDigest: hex.EncodeToString(info.GetDigest()),
 		Started: cs.started, Finished: time.Now().UTC()},
 		Model: info.GetHeader().GetName(), ModelDigest: hex.EncodeToString(info.GetDigest()), Parties: info.GetHeader().GetParties()}
@@ -643,7 +639,7 @@ wait:
 	}
 	cs.event("predict", "", "%d predictions decrypted by %s in %s (%.0f records/s), written to %s in its data directory", rows, n.cfg.ID,
 		took.Round(time.Millisecond), float64(rows)/took.Seconds(), output)
-	rec := modelRecord{transcriptRecord: transcriptRecord{Analyst: n.cfg.ID, Parameters: p.Name, SpecDigest: hex.EncodeToString(digest(start)),
+	rec := modelRecord{Transcript: transcriptRecord{Analyst: n.cfg.ID, Parameters: p.Name, SpecDigest: hex.EncodeToString(digest(start)),
 		SetupID: st.Meta.Session, Participants: cs.participants, Contributors: []string{n.cfg.ID}, KeySwitchers: group,
 		ResultDigest: hex.EncodeToString(h.Sum(nil)), Started: cs.started, Finished: time.Now().UTC()},
 		Model: name, ModelDigest: hex.EncodeToString(info.GetDigest())}

@@ -6,65 +6,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/synod-mpc/synod/ledger"
+	"github.com/synod-mpc/synod/ledger/records"
 )
 
-// The bodies of the ledger records a node writes. JSON, because auditors
-// read them with nothing but the consortium file; every byte string is
-// hex so that the records are readable as they are.
-
-// setupRecord is what each party records when the consortium setup ends:
-// auditors take the consortium's BLS key from it once every party agrees.
-type setupRecord struct {
-	Parameters string   `json:"parameters"`
-	Parties    []string `json:"parties"`
-	Threshold  int      `json:"threshold"`
-	KeyDigest  string   `json:"key_digest"` // digest of pk, rlk, Galois keys (protocols.SetupResult.Digest)
-	GroupKey   string   `json:"group_key"`  // consortium threshold-BLS key (bn256 G2)
-	CRSSeed    string   `json:"crs_seed"`   // derived from the group's signature of the session
-}
-
-// approvalRecord is a query's approval certificate.
-type approvalRecord struct {
-	Analyst     string   `json:"analyst"`
-	Spec        string   `json:"spec"`        // canonical QuerySpec bytes
-	SpecDigest  string   `json:"spec_digest"` // SHA-256 of Spec
-	Certificate string   `json:"certificate"` // threshold-BLS signature of protocols.ApprovalMessage
-	Signers     []string `json:"signers"`
-	SetupID     string   `json:"setup_session"`
-	// Epsilon is the privacy budget the query spends (also in Spec, from
-	// which the parties read it); MinCohort the minimum cohort applied.
-	Epsilon   float64 `json:"epsilon,omitempty"`
-	MinCohort int     `json:"min_cohort,omitempty"`
-}
-
-// transcriptRecord is a finished session's transcript.
-type transcriptRecord struct {
-	Analyst      string    `json:"analyst"`
-	Parameters   string    `json:"parameters"`
-	SpecDigest   string    `json:"spec_digest"`
-	ApprovalTx   string    `json:"approval_tx"`
-	SetupID      string    `json:"setup_session"`
-	Participants []string  `json:"participants"`
-	Contributors []string  `json:"contributors"`
-	KeySwitchers []string  `json:"key_switchers"`
-	Messages     []string  `json:"messages"`    // SHA-256 of every signed envelope of the session, in order
-	ResultDigest string    `json:"result_hash"` // SHA-256 of the result ciphertext released to the analyst
-	MinCohort    int       `json:"min_cohort,omitempty"`
-	Suppressed   []string  `json:"suppressed,omitempty"` // groups below the minimum cohort, zeroed
-	Started      time.Time `json:"started"`
-	Finished     time.Time `json:"finished"`
-}
-
-// receiptRecord records that a result was released to its analyst.
-type receiptRecord struct {
-	Analyst      string    `json:"analyst"`
-	ResultDigest string    `json:"result_hash"`
-	TranscriptTx string    `json:"transcript_tx"`
-	Released     time.Time `json:"released"`
-}
+// The bodies of the ledger records a node writes are defined, with their
+// kinds and decoders, in package records; these are the node's names for
+// them.
+type (
+	setupRecord      = records.Setup
+	approvalRecord   = records.Approval
+	transcriptRecord = records.Transcript
+	receiptRecord    = records.Receipt
+)
 
 func digest(b []byte) []byte {
 	h := sha256.Sum256(b)
