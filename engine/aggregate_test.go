@@ -202,3 +202,32 @@ func TestDecryptVectorRejects(t *testing.T) {
 		})
 	}
 }
+
+// A public key derived from a stored secret key encrypts what that secret
+// key decrypts, to the precision of a fresh encryption.
+func TestGenPublicKey(t *testing.T) {
+	p := testParams(t, "ckks-n13")
+	sk, _ := testKeys(t, p)
+	pk := GenPublicKey(p, sk)
+	want := randomValues(rand.New(rand.NewPCG(7, 7)), 64, 1000)
+	ct, err := EncryptVector(p, pk, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecryptVector(p, sk, ct, len(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fresh encryption noise only, as in roundTrip.
+	if e := maxAbsError(t, got, want); e > directTolerance {
+		t.Fatalf("max abs error %g > %g", e, directTolerance)
+	}
+	_, other := GenKeyPair(p)
+	ct, err = EncryptVector(p, other, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err = DecryptVector(p, sk, ct, len(want)); err == nil && maxAbsError(t, got, want) < 1 {
+		t.Fatal("a ciphertext under another key decrypts")
+	}
+}

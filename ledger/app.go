@@ -20,6 +20,8 @@ import (
 	dbm "github.com/cometbft/cometbft-db"
 	abci "github.com/cometbft/cometbft/abci/types"
 	"go.dedis.ch/kyber/v3"
+
+	"github.com/synod-mpc/synod/ledger/records"
 )
 
 // Result codes of CheckTx and FinalizeBlock for a rejected transaction. The
@@ -210,7 +212,7 @@ func (a *App) check(raw []byte, staged *stagedBlock) (uint32, string, *Tx) {
 			// Distinguish an unknown kind from other malformations.
 			d := decoder{b: raw[4:]}
 			probe.Kind = string(d.bytes("kind", MaxKindBytes))
-			if d.err == nil && !KnownKind(probe.Kind) {
+			if d.err == nil && !records.KnownKind(probe.Kind) {
 				return CodeUnknownKind, err.Error(), nil
 			}
 		}
@@ -426,7 +428,7 @@ func (a *App) record(hash []byte) (Record, error) {
 // recordsOfKind returns every record of one kind, in chain order: what a
 // party reads to add up an analyst's spent privacy budget.
 func (a *App) recordsOfKind(kind string) ([]Record, error) {
-	if !KnownKind(kind) {
+	if !records.KnownKind(kind) {
 		return nil, fmt.Errorf("unknown record kind %q", kind)
 	}
 	sums, err := a.sessions()

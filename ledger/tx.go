@@ -5,9 +5,10 @@
 // record's inclusion that auditors and analysts run.
 //
 // The ledger never interprets protocol data: a transaction's Body is opaque
-// bytes produced by the protocols and parties packages. What the ledger
-// enforces is who may write (a consortium member, signing as itself), what may
-// be written (the record kinds), and that nothing is written twice.
+// bytes (one of the bodies defined in package records, written by the party
+// nodes). What the ledger enforces is who may write (a consortium member,
+// signing as itself), what may be written (the record kinds of package
+// records), and that nothing is written twice.
 package ledger
 
 import (
@@ -21,22 +22,26 @@ import (
 	"go.dedis.ch/kyber/v3"
 	"go.dedis.ch/kyber/v3/group/edwards25519"
 	"go.dedis.ch/kyber/v3/sign/schnorr"
+
+	"github.com/synod-mpc/synod/ledger/records"
 )
 
-// Record kinds. A transaction of any other kind is rejected.
+// Record kinds, defined with the bodies they carry in package records.
+// A transaction of any other kind is rejected.
 const (
-	// KindSetup records a consortium setup: parameters, participants, public key hashes.
-	KindSetup = "setup"
-	// KindApproval records a query's threshold-BLS approval certificate.
-	KindApproval = "approval"
-	// KindTranscript records a session's signed transcript (or its hash).
-	KindTranscript = "transcript"
-	// KindReceipt records the hash of a released result.
-	KindReceipt = "receipt"
+	// KindSetup records a consortium setup (records.Setup).
+	KindSetup = records.KindSetup
+	// KindApproval records a query's threshold-BLS approval certificate
+	// (records.Approval).
+	KindApproval = records.KindApproval
+	// KindTranscript records a session's transcript (records.Transcript,
+	// records.Model).
+	KindTranscript = records.KindTranscript
+	// KindReceipt records the release of a result (records.Receipt).
+	KindReceipt = records.KindReceipt
 	// KindRound records one released round of a multi-round session
-	// (exact training releases its statistics round by round); a session
-	// has many, one per body.
-	KindRound = "round"
+	// (records.Transcript with Round set); a session holds many.
+	KindRound = records.KindRound
 )
 
 // Size limits of a transaction and of its fields.
@@ -57,15 +62,6 @@ const signDomain = "synod/ledger/tx/v1\x00"
 
 // Suite is the group of member signing keys: Schnorr on edwards25519.
 var Suite = edwards25519.NewBlakeSHA256Ed25519()
-
-// KnownKind reports whether kind is one of the record kinds the ledger accepts.
-func KnownKind(kind string) bool {
-	switch kind {
-	case KindSetup, KindApproval, KindTranscript, KindReceipt, KindRound:
-		return true
-	}
-	return false
-}
 
 // Tx is one ledger transaction: a record of Kind about Session, written by
 // the consortium member Sender and signed by that member's key.
@@ -150,8 +146,8 @@ func (tx *Tx) Sign(s Signer) error {
 // kind, non-empty printable session and sender ids, a non-empty body, and the
 // size limits.
 func (tx *Tx) Validate() error {
-	if !KnownKind(tx.Kind) {
-		return fmt.Errorf("unknown kind %q (want setup, approval, transcript or receipt)", truncate(tx.Kind))
+	if !records.KnownKind(tx.Kind) {
+		return fmt.Errorf("unknown kind %q (want %s)", truncate(tx.Kind), records.KindList())
 	}
 	if err := checkID("session", tx.Session, MaxSessionBytes); err != nil {
 		return err

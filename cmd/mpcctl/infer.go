@@ -154,22 +154,8 @@ A model the engine cannot evaluate is refused here, before anything is sent.`,
 			if err != nil {
 				return err
 			}
-			params, sk, meta, ctBytes, took := r.params, r.sk, r.meta, r.ciphertext, r.took
-			if got := meta.GetSpec().GetInference(); got == nil || string(got.GetModel()) != string(mj) {
-				return fmt.Errorf("the result is for another validation than the one submitted")
-			}
-			if len(meta.GetSlots()) != bins.Cells() {
-				return fmt.Errorf("result has %d slots, the validation's layout %d", len(meta.GetSlots()), bins.Cells())
-			}
-			ct, err := engine.DecodeCiphertext(params, ctBytes)
-			if err != nil {
-				return fmt.Errorf("result ciphertext: %w", err)
-			}
-			cells, err := engine.DecryptVector(params, sk, ct, bins.Cells())
-			if err != nil {
-				return err
-			}
-			if out.Metrics, err = bins.Metrics(cells); err != nil {
+			meta, took := r.Meta, r.Took
+			if out.Metrics, err = r.Metrics(mj, bins); err != nil {
 				return err
 			}
 			out.Session, out.Parameters, out.Contributors, out.KeySwitchers = meta.GetSession(), meta.GetParameters(), meta.GetContributors(), meta.GetKeySwitchers()

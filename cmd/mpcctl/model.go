@@ -12,49 +12,14 @@ import (
 	"github.com/spf13/cobra"
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
-	"github.com/synod-mpc/synod/engine"
-	"github.com/synod-mpc/synod/engine/model"
+	"github.com/synod-mpc/synod/client/analyst"
 	"github.com/synod-mpc/synod/parties/config"
-	"github.com/synod-mpc/synod/parties/transport"
-	"github.com/synod-mpc/synod/parties/wire"
 )
 
 func newModelCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "model", Short: "Encrypted models for private prediction"}
 	cmd.AddCommand(newModelUploadCmd(g), newModelListCmd(g))
 	return cmd
-}
-
-// fetchCollectiveKey reads the collective public key from the node.
-func fetchCollectiveKey(ctx context.Context, client synodv1.AnalystClient) (*synodv1.CollectiveKeyMetadata, []byte, error) {
-	stream, err := client.CollectiveKey(ctx, &synodv1.CollectiveKeyRequest{})
-	if err != nil {
-		return nil, nil, grpcErr(err)
-	}
-	var meta *synodv1.CollectiveKeyMetadata
-	var asm wire.Assembler
-	for {
-		msg, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, nil, grpcErr(err)
-		}
-		switch p := msg.GetPart().(type) {
-		case *synodv1.CollectiveKeyResponse_Metadata:
-			meta = p.Metadata
-		case *synodv1.CollectiveKeyResponse_Key:
-			if err := asm.Add(p.Key); err != nil {
-				return nil, nil, fmt.Errorf("collective key: %w", err)
-			}
-		}
-	}
-	b, err := asm.Bytes()
-	if err != nil || meta == nil {
-		return nil, nil, fmt.Errorf("collective key: incomplete answer (%v)", err)
-	}
-	return meta, b, nil
 }
 
 func newModelUploadCmd(g *globals) *cobra.Command {
@@ -86,56 +51,24 @@ The model must fit the consortium's parameters with one level to spare.`,
 			}
 			defer a.Close()
 			ctx := context.Background()
-			meta, pkBytes, err := fetchCollectiveKey(ctx, a.client)
+			key, err := a.CollectiveKey(ctx)
 			if err != nil {
-				return err
-			}
-			params, err := engine.ParametersByName(meta.GetParameters())
-			if err != nil {
-				return err
-			}
-			pk, err := engine.DecodePublicKey(params, pkBytes)
-			if err != nil {
-				return fmt.Errorf("collective key: %w", err)
-			}
-			if _, err := model.NewPredictionPlan(params, model.ArchitectureOf(m)); err != nil {
-				return err
+				return grpcErr(err)
 			}
 			began := time.Now()
-			em, err := model.EncryptModelForPrediction(params, pk, m)
-			if err != nil {
-				return err
-			}
-			blob, err := em.MarshalBinary()
-			if err != nil {
-				return err
-			}
-			arch, err := em.Arch.MarshalJSON()
+			em, err := analyst.EncryptModel(key, m)
 			if err != nil {
 				return err
 			}
 			if g.output == "table" {
-				fmt.Fprintf(os.Stderr, "encrypted %s: %d ciphertexts, %d bytes in %s\n", m, em.Ciphertexts(), len(blob), time.Since(began).Round(time.Millisecond))
+				fmt.Fprintf(os.Stderr, "encrypted %s: %d ciphertexts, %d bytes in %s\n", m, em.Ciphertexts, len(em.Blob), time.Since(began).Round(time.Millisecond))
 			}
-			stream, err := a.client.UploadModel(ctx)
-			if err != nil {
-				return grpcErr(err)
-			}
-			header := &synodv1.ModelHeader{Name: name, Architecture: arch, Parameters: params.Name, KeyDigest: meta.GetKeyDigest(), Parties: parties}
-			if err := stream.Send(&synodv1.UploadModelRequest{Part: &synodv1.UploadModelRequest_Header{Header: header}}); err != nil {
-				return grpcErr(err)
-			}
-			if err := wire.SendChunks(func(c *synodv1.Chunk) error {
-				return stream.Send(&synodv1.UploadModelRequest{Part: &synodv1.UploadModelRequest_Model{Model: c}})
-			}, blob); err != nil && err != io.EOF {
-				return grpcErr(err)
-			}
-			resp, err := stream.CloseAndRecv()
+			resp, err := a.UploadModel(ctx, name, parties, em)
 			if err != nil {
 				return grpcErr(err)
 			}
 			out := map[string]any{"name": name, "session": resp.GetSession(), "digest": fmt.Sprintf("%x", resp.GetDigest()),
-				"parties": resp.GetParties(), "bytes": len(blob), "height": resp.GetReceipt().GetHeight(), "tx_hash": fmt.Sprintf("%X", resp.GetReceipt().GetTxHash())}
+				"parties": resp.GetParties(), "bytes": len(em.Blob), "height": resp.GetReceipt().GetHeight(), "tx_hash": fmt.Sprintf("%X", resp.GetReceipt().GetTxHash())}
 			if g.output == "json" {
 				enc := json.NewEncoder(os.Stdout)
 				enc.SetIndent("", "  ")
@@ -162,11 +95,11 @@ func newModelListCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer a.Close()
-			resp, err := a.client.ListModels(context.Background(), &synodv1.ListModelsRequest{})
+			models, err := a.Models(context.Background())
 			if err != nil {
 				return grpcErr(err)
 			}
-			return writeModels(os.Stdout, g.output, resp.GetModels())
+			return writeModels(os.Stdout, g.output, models)
 		},
 	}
 }
@@ -224,21 +157,17 @@ else sees the predictions; the model owner never sees the records.`,
 			if err != nil {
 				return err
 			}
-			creds, err := loadCredentials(cfg.TLS, cfg.Keystore)
+			creds, err := analyst.LoadCredentials(cfg.TLS, cfg.Keystore)
 			if err != nil {
 				return err
 			}
-			conn, err := transport.Dial(cfg.Listen, cfg.ID, creds)
+			c, err := analyst.Dial(cfg.Listen, cfg.ID, creds)
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			stream, err := synodv1.NewAnalystClient(conn).Predict(context.Background(),
-				&synodv1.PredictRequest{Model: name, Dataset: dataset, Features: features, Output: output})
-			if err != nil {
-				return grpcErr(err)
-			}
-			ev, took, err := follow(stream.Recv, g.output != "table")
+			defer c.Close()
+			ev, took, err := c.Predict(context.Background(),
+				&synodv1.PredictRequest{Model: name, Dataset: dataset, Features: features, Output: output}, printEvents(g.output != "table"))
 			if err != nil {
 				return grpcErr(err)
 			}

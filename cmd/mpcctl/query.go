@@ -4,16 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
@@ -21,7 +18,6 @@ import (
 	"github.com/synod-mpc/synod/parties/config"
 	"github.com/synod-mpc/synod/parties/datasource"
 	"github.com/synod-mpc/synod/parties/query"
-	"github.com/synod-mpc/synod/parties/wire"
 )
 
 // specFlags are the flags that describe a query.
@@ -180,21 +176,11 @@ func newQueryCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			params, sk, meta, ctBytes, took := r.params, r.sk, r.meta, r.ciphertext, r.took
-			ct, err := engine.DecodeCiphertext(params, ctBytes)
-			if err != nil {
-				return fmt.Errorf("result ciphertext: %w", err)
-			}
-			slots, err := engine.DecryptVector(params, sk, ct, len(meta.GetSlots()))
+			meta, took := r.Meta, r.Took
+			cells, err := r.Cells()
 			if err != nil {
 				return err
 			}
-			cells, err := query.Finish(meta.GetSpec(), slots)
-			if err != nil {
-				return err
-			}
-			_, per := query.GroupShape(meta.GetSpec())
-			query.Suppress(meta.GetSpec(), cells, func(g int) bool { return meta.GetSlots()[g*per].GetSuppressed() })
 			out := queryResult{Session: meta.GetSession(), Dataset: meta.GetSpec().GetDataset(), GroupBy: query.GroupColumns(meta.GetSpec()), Parameters: meta.GetParameters(),
 				Contributors: meta.GetContributors(), KeySwitchers: meta.GetKeySwitchers(), Precision: meta.GetPrecision(), Results: cells,
 				SessionSeconds: took.Seconds(), LedgerSeconds: meta.GetLedgerSeconds(), MinCohort: meta.GetMinCohort()}
@@ -244,115 +230,10 @@ func newQueryCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// session is a finished session's result as the analyst holds it.
-type session struct {
-	params     engine.Parameters
-	sk         *rlwe.SecretKey // the analyst's RLWE key the result is switched to
-	meta       *synodv1.ResultMetadata
-	ciphertext []byte
-	took       time.Duration // on the coordinator
-}
-
-// runSession submits spec with the analyst's RLWE public key, follows the
-// session's events, fetches the result and keeps it (with its receipt) in
-// the analyst's data directory for audit. what names the session in errors.
-func runSession(g *globals, cmd *cobra.Command, spec *synodv1.QuerySpec, what string) (*session, error) {
-	a, err := connect(g, cmd)
-	if err != nil {
-		return nil, err
-	}
-	defer a.Close()
-	ctx := context.Background()
-	parties, err := a.client.ListParties(ctx, &synodv1.ListPartiesRequest{})
-	if err != nil {
-		return nil, grpcErr(err)
-	}
-	params, err := engine.ParametersByName(parties.GetParameters())
-	if err != nil {
-		return nil, err
-	}
-	sk, pk, err := a.rlweKey(params)
-	if err != nil {
-		return nil, err
-	}
-	pkBytes, err := pk.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
-	stream, err := a.client.SubmitQuery(ctx)
-	if err != nil {
-		return nil, grpcErr(err)
-	}
-	if err := stream.Send(&synodv1.SubmitQueryRequest{Part: &synodv1.SubmitQueryRequest_Spec{Spec: spec}}); err != nil {
-		return nil, grpcErr(err)
-	}
-	if err := wire.SendChunks(func(c *synodv1.Chunk) error {
-		return stream.Send(&synodv1.SubmitQueryRequest{Part: &synodv1.SubmitQueryRequest_AnalystKey{AnalystKey: c}})
-	}, pkBytes); err != nil && err != io.EOF {
-		return nil, grpcErr(err)
-	}
-	resp, err := stream.CloseAndRecv()
-	if err != nil {
-		return nil, grpcErr(err)
-	}
-	if g.output == "table" {
-		fmt.Fprintf(os.Stderr, "session %s\n", resp.GetSession())
-	}
-	ev, took, err := watch(ctx, a.client, resp.GetSession(), g.output != "table")
-	if err != nil {
-		return nil, grpcErr(err)
-	}
-	if ev.GetFailed() {
-		return nil, fmt.Errorf("%s failed: %s", what, ev.GetMessage())
-	}
-	meta, ctBytes, err := fetch(ctx, a.client, resp.GetSession())
-	if err != nil {
-		return nil, err
-	}
-	if err := saveResult(a.cfg.DataDir, meta, ctBytes); err != nil {
-		return nil, fmt.Errorf("keep the result for audit: %w", err)
-	}
-	return &session{params: params, sk: sk, meta: meta, ciphertext: ctBytes, took: took}, nil
-}
-
 type receiptJSON struct {
 	Height     int64  `json:"height"`
 	TxHash     string `json:"tx_hash"`
 	ApprovalTx string `json:"approval_tx"`
-}
-
-func fetch(ctx context.Context, client synodv1.AnalystClient, session string) (*synodv1.ResultMetadata, []byte, error) {
-	stream, err := client.FetchResult(ctx, &synodv1.FetchResultRequest{Session: session})
-	if err != nil {
-		return nil, nil, grpcErr(err)
-	}
-	var meta *synodv1.ResultMetadata
-	var ct wire.Assembler
-	for {
-		msg, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, nil, grpcErr(err)
-		}
-		switch p := msg.GetPart().(type) {
-		case *synodv1.FetchResultResponse_Metadata:
-			meta = p.Metadata
-		case *synodv1.FetchResultResponse_Ciphertext:
-			if err := ct.Add(p.Ciphertext); err != nil {
-				return nil, nil, fmt.Errorf("result: %w", err)
-			}
-		}
-	}
-	if meta == nil {
-		return nil, nil, fmt.Errorf("result without metadata")
-	}
-	b, err := ct.Bytes()
-	if err != nil {
-		return nil, nil, fmt.Errorf("result: %w", err)
-	}
-	return meta, b, nil
 }
 
 // plaintextResult computes spec in the clear over the datasets (CSV or

@@ -8,8 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
-
-	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
 )
 
 func newSetupCmd(g *globals) *cobra.Command {
@@ -24,11 +22,7 @@ func newSetupCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer a.Close()
-			stream, err := a.client.Setup(context.Background(), &synodv1.SetupRequest{Parameters: params})
-			if err != nil {
-				return grpcErr(err)
-			}
-			ev, took, err := follow(stream.Recv, g.output == "json")
+			ev, took, err := a.Setup(context.Background(), params, printEvents(g.output == "json"))
 			if err != nil {
 				return grpcErr(err)
 			}
@@ -60,7 +54,7 @@ func newPartiesCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer a.Close()
-			resp, err := a.client.ListParties(context.Background(), &synodv1.ListPartiesRequest{})
+			resp, err := a.Parties(context.Background())
 			if err != nil {
 				return grpcErr(err)
 			}

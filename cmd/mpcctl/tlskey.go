@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/synod-mpc/synod/client/analyst"
 	"github.com/synod-mpc/synod/parties/config"
 )
 
@@ -28,7 +29,7 @@ func newExportTLSKeyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			creds, err := loadCredentials(cfg.TLS, cfg.Keystore)
+			creds, err := analyst.LoadCredentials(cfg.TLS, cfg.Keystore)
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
 	"github.com/synod-mpc/synod/ledger"
+	"github.com/synod-mpc/synod/ledger/records"
 	"github.com/synod-mpc/synod/parties/pki"
 	"github.com/synod-mpc/synod/parties/wire"
 	"github.com/synod-mpc/synod/protocols/session"
@@ -176,7 +177,7 @@ func (n *Node) FetchResult(req *synodv1.FetchResultRequest, stream grpc.ServerSt
 	// receipt, so this does not hold the answer back.
 	d.released.Do(func() {
 		go func() {
-			rec := receiptRecord{Analyst: caller, ResultDigest: hex.EncodeToString(digest(res.Ciphertext)),
+			rec := records.Receipt{Analyst: caller, ResultDigest: hex.EncodeToString(digest(res.Ciphertext)),
 				TranscriptTx: hex.EncodeToString(res.Meta.GetReceipt().GetTxHash()), Released: time.Now().UTC()}
 			if _, err := n.record(context.Background(), ledger.KindReceipt, d.id, rec); err != nil {
 				n.log.Warn("could not record the release", "session", d.id, "error", err)

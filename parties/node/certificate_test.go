@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/synod-mpc/synod/ledger"
+	"github.com/synod-mpc/synod/ledger/records"
 	"github.com/synod-mpc/synod/parties/config"
 )
 
@@ -28,7 +29,7 @@ func (c *approvalChain) Session(_ context.Context, id string) ([]ledger.Record, 
 
 func approvalOf(t *testing.T, session string, cert []byte) ledger.Record {
 	t.Helper()
-	body, err := json.Marshal(approvalRecord{Analyst: "analyst", Certificate: hex.EncodeToString(cert)})
+	body, err := json.Marshal(records.Approval{Analyst: "analyst", Certificate: hex.EncodeToString(cert)})
 	if err != nil {
 		t.Fatal(err)
 	}

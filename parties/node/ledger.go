@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"go.dedis.ch/kyber/v3"
 
 	"github.com/synod-mpc/synod/ledger"
+	"github.com/synod-mpc/synod/ledger/records"
 )
 
 // startLedger connects the node to the consortium chain: in embedded mode
@@ -192,8 +192,7 @@ func (n *Node) approvalOnChain(session string, cert []byte) error {
 				if r.Tx.Kind != ledger.KindApproval {
 					continue
 				}
-				var a approvalRecord
-				if json.Unmarshal(r.Tx.Body, &a) == nil && a.Certificate == want {
+				if a, err := records.DecodeApproval(r.Tx.Body); err == nil && a.Certificate == want {
 					return nil
 				}
 			}

@@ -17,6 +17,7 @@ import (
 	"go.dedis.ch/kyber/v3"
 
 	"github.com/synod-mpc/synod/ledger"
+	"github.com/synod-mpc/synod/ledger/records"
 	"github.com/synod-mpc/synod/parties/config"
 	"github.com/synod-mpc/synod/parties/identity"
 )
@@ -151,7 +152,7 @@ func TestApprovalOnChainWakesOnBlocks(t *testing.T) {
 	}()
 	time.Sleep(300 * time.Millisecond) // waiting, on an idle chain
 	readsBefore := counting.reads.Load()
-	if _, err := n.record(context.Background(), ledger.KindApproval, "sess-watch", approvalRecord{Certificate: hex.EncodeToString(cert)}); err != nil {
+	if _, err := n.record(context.Background(), ledger.KindApproval, "sess-watch", records.Approval{Certificate: hex.EncodeToString(cert)}); err != nil {
 		t.Fatal(err)
 	}
 	committed := time.Now()

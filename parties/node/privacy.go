@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math"
 
@@ -11,6 +10,7 @@ import (
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
 	"github.com/synod-mpc/synod/ledger"
+	"github.com/synod-mpc/synod/ledger/records"
 	"github.com/synod-mpc/synod/parties/policy"
 	"github.com/synod-mpc/synod/parties/query"
 	"github.com/synod-mpc/synod/parties/schema"
@@ -50,8 +50,8 @@ func (n *Node) spentEpsilon(ctx context.Context, analyst, except string) (float6
 	}
 	var spent float64
 	for _, r := range recs {
-		var a approvalRecord
-		if err := json.Unmarshal(r.Tx.Body, &a); err != nil || a.Analyst != analyst || r.Tx.Session == except {
+		a, err := records.DecodeApproval(r.Tx.Body)
+		if err != nil || a.Analyst != analyst || r.Tx.Session == except {
 			continue
 		}
 		raw, err := hex.DecodeString(a.Spec)

@@ -13,77 +13,11 @@ import (
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
 	"github.com/synod-mpc/synod/ledger"
+	"github.com/synod-mpc/synod/ledger/records"
 	"github.com/synod-mpc/synod/protocols/session"
 )
 
-// The bodies of the ledger records a node writes. JSON, because auditors
-// read them with nothing but the consortium file; every byte string is
-// hex so that the records are readable as they are.
-
-// setupRecord is what each party records when the consortium setup ends:
-// auditors take the consortium's BLS key from it once every party agrees.
-type setupRecord struct {
-	Parameters string   `json:"parameters"`
-	Parties    []string `json:"parties"`
-	Threshold  int      `json:"threshold"`
-	KeyDigest  string   `json:"key_digest"` // digest of pk, rlk, Galois keys (protocols.SetupResult.Digest)
-	GroupKey   string   `json:"group_key"`  // consortium threshold-BLS key (bn256 G2)
-	CRSSeed    string   `json:"crs_seed"`   // derived from the group's signature of the session
-}
-
-// approvalRecord is a query's approval certificate.
-type approvalRecord struct {
-	Analyst     string   `json:"analyst"`
-	Spec        string   `json:"spec"`        // canonical QuerySpec bytes
-	SpecDigest  string   `json:"spec_digest"` // SHA-256 of Spec
-	Certificate string   `json:"certificate"` // threshold-BLS signature of protocols.ApprovalMessage
-	Signers     []string `json:"signers"`
-	SetupID     string   `json:"setup_session"`
-	// Epsilon is the privacy budget the query spends (also in Spec, from
-	// which the parties read it); MinCohort the minimum cohort applied.
-	Epsilon   float64 `json:"epsilon,omitempty"`
-	MinCohort int     `json:"min_cohort,omitempty"`
-}
-
-// transcriptRecord is a finished session's transcript, or one released
-// round of a multi-round session (ledger kind round).
-type transcriptRecord struct {
-	Analyst      string    `json:"analyst"`
-	Parameters   string    `json:"parameters"`
-	SpecDigest   string    `json:"spec_digest"`
-	ApprovalTx   string    `json:"approval_tx"`
-	SetupID      string    `json:"setup_session"`
-	Participants []string  `json:"participants"`
-	Contributors []string  `json:"contributors"`
-	KeySwitchers []string  `json:"key_switchers"`
-	Refreshers   []string  `json:"refreshers,omitempty"`
-	Messages     []string  `json:"messages"`    // SHA-256 of every signed envelope of the session, in order
-	ResultDigest string    `json:"result_hash"` // SHA-256 of the result ciphertext released to the analyst
-	MinCohort    int       `json:"min_cohort,omitempty"`
-	Suppressed   []string  `json:"suppressed,omitempty"` // groups below the minimum cohort, zeroed
-	Round        int       `json:"round,omitempty"`
-	Rounds       int       `json:"rounds,omitempty"`
-	Outcome      string    `json:"outcome,omitempty"`
-	Started      time.Time `json:"started"`
-	Finished     time.Time `json:"finished"`
-}
-
-// modelRecord is the chain record of a model upload or a prediction (a
-// transcript record with the model's identity).
-type modelRecord struct {
-	transcriptRecord
-	Model       string   `json:"model"`
-	ModelDigest string   `json:"model_digest"`
-	Parties     []string `json:"allowed_parties,omitempty"`
-}
-
-// receiptRecord records that a result was released to its analyst.
-type receiptRecord struct {
-	Analyst      string    `json:"analyst"`
-	ResultDigest string    `json:"result_hash"`
-	TranscriptTx string    `json:"transcript_tx"`
-	Released     time.Time `json:"released"`
-}
+// The bodies of the ledger records a node writes are package records'.
 
 func digest(b []byte) []byte {
 	h := sha256.Sum256(b)
@@ -122,25 +56,22 @@ func (d *driver) commit(c session.Commit) session.Committed {
 func (d *driver) recordBody(c session.Commit) (any, error) {
 	switch r := c.Record.(type) {
 	case session.SetupRecord:
-		return setupRecord{Parameters: r.Parameters, Parties: strs(r.Parties), Threshold: r.Threshold,
+		return records.Setup{Parameters: r.Parameters, Parties: strs(r.Parties), Threshold: r.Threshold,
 			KeyDigest: hex.EncodeToString(r.KeyDigest), GroupKey: hex.EncodeToString(r.GroupKey), CRSSeed: hex.EncodeToString(r.CRSSeed)}, nil
 	case session.ApprovalRecord:
 		spec := &synodv1.QuerySpec{}
 		if err := proto.Unmarshal(r.Spec, spec); err != nil {
 			return nil, fmt.Errorf("approval record: spec: %w", err)
 		}
-		return approvalRecord{Analyst: r.Analyst, Spec: hex.EncodeToString(r.Spec), SpecDigest: hex.EncodeToString(digest(r.Spec)),
+		return records.Approval{Analyst: r.Analyst, Spec: hex.EncodeToString(r.Spec), SpecDigest: hex.EncodeToString(digest(r.Spec)),
 			Certificate: hex.EncodeToString(r.Certificate), Signers: r.Signers, SetupID: r.SetupSession,
 			Epsilon: spec.GetPrivacy().GetEpsilon(), MinCohort: r.MinCohort}, nil
 	case session.TranscriptRecord:
-		rec := transcriptRecord{Analyst: r.Analyst, Parameters: r.Parameters, SpecDigest: hex.EncodeToString(r.SpecDigest),
+		rec := records.Transcript{Analyst: r.Analyst, Parameters: r.Parameters, SpecDigest: hex.EncodeToString(r.SpecDigest),
 			ApprovalTx: hex.EncodeToString(r.ApprovalTx), SetupID: r.SetupSession, Participants: strs(r.Participants),
 			Contributors: strs(r.Contributors), KeySwitchers: strs(r.KeySwitchers), Refreshers: strs(r.Refreshers),
 			ResultDigest: hex.EncodeToString(r.ResultDigest), MinCohort: r.MinCohort, Suppressed: r.Suppressed,
 			Round: r.Round, Rounds: r.Rounds, Outcome: r.Outcome, Started: d.started, Finished: time.Now().UTC()}
-		if len(r.ApprovalTx) == 0 {
-			rec.ApprovalTx = ""
-		}
 		if c.Transcript {
 			for _, h := range d.transcriptDigests() {
 				rec.Messages = append(rec.Messages, hex.EncodeToString(h))
@@ -149,7 +80,7 @@ func (d *driver) recordBody(c session.Commit) (any, error) {
 		if r.Model == "" {
 			return rec, nil
 		}
-		return modelRecord{transcriptRecord: rec, Model: r.Model, ModelDigest: hex.EncodeToString(r.ModelDigest)}, nil
+		return records.Model{Transcript: rec, Model: r.Model, ModelDigest: hex.EncodeToString(r.ModelDigest)}, nil
 	}
 	return nil, fmt.Errorf("record of unknown type %T", c.Record)
 }
