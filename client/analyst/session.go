@@ -124,7 +124,13 @@ func (c *Client) Watch(ctx context.Context, session string, onEvent EventFunc) (
 // Fetch fetches a finished session's result: its metadata (with the
 // receipt) and the result ciphertext, switched to the analyst's key.
 func (c *Client) Fetch(ctx context.Context, session string) (*synodv1.ResultMetadata, []byte, error) {
-	stream, err := c.rpc.FetchResult(ctx, &synodv1.FetchResultRequest{Session: session})
+	return c.FetchRound(ctx, session, 0)
+}
+
+// FetchRound fetches the result of one round of a multi-round session (0:
+// the session's result).
+func (c *Client) FetchRound(ctx context.Context, session string, round int) (*synodv1.ResultMetadata, []byte, error) {
+	stream, err := c.rpc.FetchResult(ctx, &synodv1.FetchResultRequest{Session: session, Round: uint32(round)})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -28,7 +28,7 @@ var (
 		"ledger.fast_blocks", "ledger.home", "ledger.mode", "ledger.node_key_file", "ledger.p2p_listen", "ledger.peers",
 		"ledger.remote", "ledger.rpc_listen", "ledger.validator_key_file", "listen", "log.format", "log.level",
 		"policy.analysts", "policy.columns.<dataset>", "policy.dp.budget", "policy.dp.max_epsilon", "policy.dp.require",
-		"policy.min_cohort", "role", "schema", "timeouts.peer", "timeouts.session", "tls.ca", "tls.cert", "tls.key",
+		"policy.min_cohort", "policy.training.deny_gram", "role", "schema", "timeouts.peer", "timeouts.session", "tls.ca", "tls.cert", "tls.key",
 	}
 	wantAnalystKeys = []string{
 		"consortium", "data_dir", "id", "identity.key_file", "keystore.passphrase_env", "keystore.passphrase_file",

@@ -13,7 +13,6 @@ import (
 	"github.com/synod-mpc/synod/ledger/records"
 	"github.com/synod-mpc/synod/parties/policy"
 	"github.com/synod-mpc/synod/parties/query"
-	"github.com/synod-mpc/synod/parties/schema"
 )
 
 // A party's policy is applied twice: when it approves a query (before any
@@ -29,7 +28,8 @@ import (
 // The approval of session itself is left out of the spent budget (when the
 // certified request is checked, it is already on the chain).
 func (n *Node) policyCheck(ctx context.Context, spec *synodv1.QuerySpec, analyst, session string) error {
-	req := policy.Request{Analyst: analyst, Dataset: spec.GetDataset(), Columns: query.Columns(spec), Epsilon: spec.GetPrivacy().GetEpsilon()}
+	req := policy.Request{Analyst: analyst, Dataset: spec.GetDataset(), Columns: query.Columns(spec), Epsilon: spec.GetPrivacy().GetEpsilon(),
+		ReleasesGram: spec.GetTraining().GetMode() == synodv1.Training_EXACT}
 	pol := &n.cfg.Policy
 	if pol.DP.Budget > 0 && req.Epsilon > 0 {
 		spent, err := n.spentEpsilon(ctx, analyst, session)
@@ -76,23 +76,7 @@ func (n *Node) columnBounds(dataset string) query.Bounds {
 		if n.schema == nil {
 			return 0, 0, false
 		}
-		c, ok := n.schema.Column(dataset, column)
-		if !ok {
-			return 0, 0, false
-		}
-		switch {
-		case c.Type == schema.Boolean:
-			return 0, 1, true
-		case len(c.Categories) > 0:
-			lo, hi := math.Inf(1), math.Inf(-1)
-			for _, cat := range c.Categories {
-				lo, hi = math.Min(lo, cat.Code), math.Max(hi, cat.Code)
-			}
-			return lo, hi, true
-		case c.Min != nil && c.Max != nil:
-			return *c.Min, *c.Max, true
-		}
-		return 0, 0, false
+		return n.schema.Bounds(dataset, column)
 	}
 }
 

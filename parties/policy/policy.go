@@ -27,6 +27,17 @@ type Policy struct {
 	MinCohort int `yaml:"min_cohort,omitempty" help:"smallest count a released cell may have (0: no minimum)"`
 	// DP is this party's differential privacy requirement.
 	DP DP `yaml:"dp,omitempty"`
+	// Training is what this party allows of training sessions.
+	Training Training `yaml:"training,omitempty"`
+}
+
+// Training are the rules for training sessions.
+type Training struct {
+	// DenyGram refuses exact-mode training, which releases to the analyst,
+	// every round, the weighted Gram matrix of the features (Z^T W Z) and
+	// Z^T y: sums over the rows, like a query's, but many at once. Encrypted
+	// mode releases only the final model.
+	DenyGram bool `yaml:"deny_gram,omitempty" help:"refuse exact-mode training, which releases the features' Gram matrix to the analyst every round"`
 }
 
 // DP are the differential privacy rules.
@@ -41,6 +52,8 @@ type DP struct {
 
 // Request is what a query asks of the policy.
 type Request struct {
+	// ReleasesGram is set for exact-mode training.
+	ReleasesGram bool
 	Analyst string
 	Dataset string
 	Columns []string // every column the query reads
@@ -74,6 +87,9 @@ func (p *Policy) Check(r Request) error {
 		if len(denied) > 0 {
 			return &Refusal{"columns", fmt.Sprintf("column(s) %s of %s are not released by this party", strings.Join(denied, ", "), r.Dataset)}
 		}
+	}
+	if p.Training.DenyGram && r.ReleasesGram {
+		return &Refusal{"training.deny_gram", "this party does not take part in exact-mode training, which releases the features' Gram matrix every round (use --mode encrypted)"}
 	}
 	if p.DP.Require && r.Epsilon <= 0 {
 		return &Refusal{"dp.require", "this party contributes only to differentially private queries (set an epsilon)"}

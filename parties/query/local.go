@@ -345,32 +345,9 @@ func Local(t *datasource.Table, spec *synodv1.QuerySpec) ([]float64, error) {
 	if err := Validate(spec); err != nil {
 		return nil, err
 	}
-	// The legacy filters are an AND of comparisons ahead of the WHERE clause.
-	var conds []*colPredicate
-	for i, f := range spec.GetFilters() {
-		col, err := t.Column(f.GetColumn())
-		if err != nil {
-			return nil, fmt.Errorf("filter %d: %w", i+1, err)
-		}
-		conds = append(conds, &colPredicate{kind: predCompare, col: col, op: f.GetOp(), x: f.GetValue(), depth: 1})
-	}
-	if w := spec.GetWhere(); w != nil {
-		p, err := compilePredicate(t, w, 1)
-		if err != nil {
-			return nil, fmt.Errorf("where: %w", err)
-		}
-		conds = append(conds, p)
-	}
-	var where *colPredicate
-	switch len(conds) {
-	case 0:
-	case 1:
-		where = conds[0]
-	default:
-		where = &colPredicate{kind: predAnd, subs: conds, depth: 0}
-		for _, c := range conds {
-			c.depth = 1
-		}
+	where, err := compileWhere(t, spec)
+	if err != nil {
+		return nil, err
 	}
 	groups := make([]groupColumn, len(spec.GetGroupBy()))
 	for i, g := range spec.GetGroupBy() {
@@ -618,4 +595,68 @@ func compareFloat(a, b float64) int {
 		return 1
 	}
 	return 0
+}
+
+// compileWhere compiles a spec's row selection: the legacy filters (an AND
+// of comparisons) ahead of the WHERE clause; nil selects every row.
+func compileWhere(t *datasource.Table, spec *synodv1.QuerySpec) (*colPredicate, error) {
+	var conds []*colPredicate
+	for i, f := range spec.GetFilters() {
+		col, err := t.Column(f.GetColumn())
+		if err != nil {
+			return nil, fmt.Errorf("filter %d: %w", i+1, err)
+		}
+		conds = append(conds, &colPredicate{kind: predCompare, col: col, op: f.GetOp(), x: f.GetValue(), depth: 1})
+	}
+	if w := spec.GetWhere(); w != nil {
+		p, err := compilePredicate(t, w, 1)
+		if err != nil {
+			return nil, fmt.Errorf("where: %w", err)
+		}
+		conds = append(conds, p)
+	}
+	switch len(conds) {
+	case 0:
+		return nil, nil
+	case 1:
+		return conds[0], nil
+	}
+	for _, c := range conds {
+		c.depth = 1
+	}
+	return &colPredicate{kind: predAnd, subs: conds, depth: 0}, nil
+}
+
+// Select returns the columns of t named by names, restricted to the rows
+// the spec's filters and WHERE clause select, in table order.
+func Select(t *datasource.Table, spec *synodv1.QuerySpec, names []string) ([][]float64, error) {
+	where, err := compileWhere(t, spec)
+	if err != nil {
+		return nil, err
+	}
+	src := make([][]float64, len(names))
+	for i, c := range names {
+		if src[i], err = t.Column(c); err != nil {
+			return nil, err
+		}
+	}
+	if where == nil {
+		return src, nil
+	}
+	out := make([][]float64, len(names))
+	var scratch masks
+	for lo := 0; lo < t.Rows; lo += chunkRows {
+		hi := min(lo+chunkRows, t.Rows)
+		mask := scratch.at(0, hi-lo)
+		where.eval(lo, mask, &scratch)
+		for k, ok := range mask {
+			if !ok {
+				continue
+			}
+			for i := range src {
+				out[i] = append(out[i], src[i][lo+k])
+			}
+		}
+	}
+	return out, nil
 }

@@ -28,6 +28,13 @@ func NoiseScales(spec *synodv1.QuerySpec, bounds Bounds) ([]float64, error) {
 	if pr == nil || pr.GetEpsilon() == 0 {
 		return nil, nil
 	}
+	if spec.GetTraining() != nil {
+		t, err := ValidateTraining(spec)
+		if err != nil {
+			return nil, err
+		}
+		return t.NoiseScales(spec)
+	}
 	if err := ValidatePrivacy(pr); err != nil {
 		return nil, err
 	}
@@ -104,7 +111,8 @@ func sensitivity(label string, bounds Bounds) (float64, error) {
 }
 
 // Columns lists every column a query reads (aggregates, filters, the where
-// predicate and groups), sorted and distinct: what a column policy checks.
+// predicate, groups, a training's features and label), sorted and
+// distinct: what a column policy checks.
 func Columns(spec *synodv1.QuerySpec) []string {
 	seen := map[string]bool{}
 	add := func(c string) {
@@ -138,6 +146,10 @@ func Columns(spec *synodv1.QuerySpec) []string {
 	for _, g := range spec.GetGroupBy() {
 		add(g.GetColumn())
 	}
+	for _, f := range spec.GetTraining().GetFeatures() {
+		add(f)
+	}
+	add(spec.GetTraining().GetLabel())
 	out := make([]string, 0, len(seen))
 	for c := range seen {
 		out = append(out, c)

@@ -434,3 +434,27 @@ func unknown(where string, m map[string]any, known []string) error {
 	}
 	return errors.New(msg)
 }
+
+// Bounds is the declared value range of a column: [0, 1] for a boolean,
+// the smallest and largest code of a categorical, [min, max] otherwise; ok
+// is false for a column the schema does not declare. It bounds the
+// sensitivity of differentially private sums and scales training features.
+func (s *Schema) Bounds(dataset, column string) (lo, hi float64, ok bool) {
+	c, found := s.Column(dataset, column)
+	if !found {
+		return 0, 0, false
+	}
+	switch {
+	case c.Type == Boolean:
+		return 0, 1, true
+	case len(c.Categories) > 0:
+		lo, hi = math.Inf(1), math.Inf(-1)
+		for _, cat := range c.Categories {
+			lo, hi = math.Min(lo, cat.Code), math.Max(hi, cat.Code)
+		}
+		return lo, hi, true
+	case c.Min != nil && c.Max != nil:
+		return *c.Min, *c.Max, true
+	}
+	return 0, 0, false
+}
