@@ -481,7 +481,14 @@ func (pl *Plan) Explain() string {
 	fmt.Fprintf(&b, "batches of %d rows; gradient factor k = -eta*%d/%d = %.4g\n", pl.Slots, pl.MaxSlots, s.Rows, pl.GradientFactor)
 	fmt.Fprintf(&b, "per party per iteration: receives %d ciphertexts (%d bytes), sends %d ciphertexts at level %d (%d bytes)\n",
 		pl.Coefficients, pl.PointBytes, pl.Coefficients, pl.RefreshLevel, pl.GradientBytes)
-	fmt.Fprintf(&b, "per iteration: %d collective refreshes (slot mean), no rotation, no Galois key; keys: relinearization key\n", pl.Refreshes)
+	keys := "relinearization key (the sigmoid)"
+	if pl.Sigmoid == nil {
+		keys = "none for the gradients"
+	}
+	if pl.RuntimeNormCheck {
+		keys = "relinearization key (the sigmoid and the norm check)"
+	}
+	fmt.Fprintf(&b, "per iteration: %d collective refreshes (slot mean), no rotation, no Galois key; keys: %s\n", pl.Refreshes, keys)
 	if pl.Costs != nil {
 		it := pl.IterationTime(*pl.Costs)
 		fmt.Fprintf(&b, "estimated time: %v per batch, %v per iteration (%d refreshes at %v), %v for %d iterations\n",
