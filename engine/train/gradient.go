@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/synod-mpc/synod/engine"
+	"github.com/synod-mpc/synod/engine/model"
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/he/hefloat"
 	"github.com/tuneinsight/lattigo/v5/utils/bignum"
@@ -186,7 +187,7 @@ type gradientCircuit struct {
 
 // gradientWorker is one goroutine's encoder and buffers.
 type gradientWorker struct {
-	ecd     *hefloat.Encoder
+	ecd     *model.ColumnEncoder
 	scratch *rlwe.Plaintext // P_c at level lz
 	z       *rlwe.Ciphertext
 	values  []float64
@@ -211,8 +212,7 @@ func newGradientCircuit(p engine.Parameters, pl *Plan, evk rlwe.EvaluationKeySet
 	g.ev = g.base.WithKey(evk)
 	g.w = make([]*rlwe.Ciphertext, pl.Coefficients)
 	for c, ct := range point {
-		g.w[c] = ct.CopyNew()
-		g.w[c].Resize(1, lz)
+		g.w[c] = copyAtLevel(p, ct, lz)
 	}
 	g.low = make([]*rlwe.Plaintext, pl.Coefficients)
 	g.acc = make([]*rlwe.Ciphertext, pl.Coefficients)
@@ -224,7 +224,7 @@ func newGradientCircuit(p engine.Parameters, pl *Plan, evk rlwe.EvaluationKeySet
 	}
 	for range min(runtime.GOMAXPROCS(0), pl.Coefficients) {
 		g.workers = append(g.workers, &gradientWorker{
-			ecd:     getEncoder(p),
+			ecd:     model.GetColumnEncoder(p),
 			scratch: hefloat.NewPlaintext(p.Parameters, lz),
 			z:       hefloat.NewCiphertext(p.Parameters, 1, lz),
 			values:  make([]float64, pl.Slots),
@@ -233,18 +233,31 @@ func newGradientCircuit(p engine.Parameters, pl *Plan, evk rlwe.EvaluationKeySet
 	return g
 }
 
+// copyAtLevel copies ct dropped to level (only the residues it keeps).
+func copyAtLevel(p engine.Parameters, ct *rlwe.Ciphertext, level int) *rlwe.Ciphertext {
+	out := hefloat.NewCiphertext(p.Parameters, ct.Degree(), level)
+	*out.MetaData = *ct.MetaData
+	for j := range out.Value {
+		for i := 0; i <= level; i++ {
+			copy(out.Value[j].Coeffs[i], ct.Value[j].Coeffs[i])
+		}
+	}
+	return out
+}
+
 // release returns the pooled evaluator and encoders.
 func (g *gradientCircuit) release() {
 	putEvaluator(g.p, g.base)
 	for _, wk := range g.workers {
-		putEncoder(g.p, wk.ecd)
+		wk.ecd.Release()
 	}
 }
 
-// Evaluators and encoders hold tens of buffers of the ring degree (about a
-// hundred megabytes for an evaluator at ckks-n15) and are not safe for
-// concurrent use: they are pooled per parameter set, as engine/model does.
-var evaluatorPools, encoderPools sync.Map // parameter set name -> *sync.Pool
+// Evaluators hold tens of buffers of the ring degree (about a hundred
+// megabytes at ckks-n15) and are not safe for concurrent use: they are
+// pooled per parameter set, as engine/model does (and as its column
+// encoders are).
+var evaluatorPools sync.Map // parameter set name -> *sync.Pool
 
 func pool(pools *sync.Map, p engine.Parameters) *sync.Pool {
 	v, _ := pools.LoadOrStore(p.Name, &sync.Pool{})
@@ -259,15 +272,6 @@ func getEvaluator(p engine.Parameters) *hefloat.Evaluator {
 }
 
 func putEvaluator(p engine.Parameters, ev *hefloat.Evaluator) { pool(&evaluatorPools, p).Put(ev) }
-
-func getEncoder(p engine.Parameters) *hefloat.Encoder {
-	if ecd, ok := pool(&encoderPools, p).Get().(*hefloat.Encoder); ok && ecd.GetRLWEParameters().Equal(p.GetRLWEParameters()) {
-		return ecd
-	}
-	return hefloat.NewEncoder(p.Parameters)
-}
-
-func putEncoder(p engine.Parameters, ecd *hefloat.Encoder) { pool(&encoderPools, p).Put(ecd) }
 
 // reduceEvery bounds the lazy Montgomery accumulations between reductions:
 // each adds less than 2q, and with q < 2^56 (every prime of Synod's sets),

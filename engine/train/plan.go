@@ -42,6 +42,8 @@ import (
 
 	"github.com/synod-mpc/synod/engine"
 	"github.com/synod-mpc/synod/engine/model"
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/tuneinsight/lattigo/v5/he/hefloat"
 	"github.com/tuneinsight/lattigo/v5/mhe/mhefloat"
 )
 
@@ -424,7 +426,8 @@ func (pl *Plan) chooseSigmoid() error {
 func (pl *Plan) Batches(rows int) int { return (rows + pl.Slots - 1) / pl.Slots }
 
 // Costs are measured costs of the operations of an iteration (MeasureCosts
-// measures the first three on the local machine).
+// measures the first three on the local machine; one measurement each, so
+// noisy on a loaded machine).
 type Costs struct {
 	// Encode is the encoding of one feature column at the gradient level.
 	Encode time.Duration
@@ -446,11 +449,14 @@ func (pl *Plan) BatchTime(c Costs) time.Duration {
 }
 
 // IterationTime estimates an iteration: the parties in parallel, each with
-// at most ceil(Rows/Parties) rows spread evenly, then the refreshes one
-// after the other (the coordinator's additions are negligible).
+// at most ceil(Rows/Parties) rows spread evenly, plus p encodings of the
+// label term once per party, then the refreshes one after the other (the
+// coordinator's additions are negligible). Operations are counted on one
+// core; a party's two cores, and its fixed costs (copies, allocations),
+// move the measured time either way by up to a factor of two.
 func (pl *Plan) IterationTime(c Costs) time.Duration {
 	rows := (pl.Spec.Rows + pl.Spec.Parties - 1) / pl.Spec.Parties
-	return time.Duration(pl.Batches(rows))*pl.BatchTime(c) + time.Duration(pl.Refreshes)*c.Refresh
+	return time.Duration(pl.Batches(rows))*pl.BatchTime(c) + time.Duration(pl.Coefficients)*c.Encode + time.Duration(pl.Refreshes)*c.Refresh
 }
 
 // Explain describes the plan: interval and why, degree, error, levels,
@@ -495,4 +501,62 @@ func (pl *Plan) Explain() string {
 			pl.BatchTime(*pl.Costs).Round(time.Millisecond), it.Round(time.Millisecond), pl.Refreshes, pl.Costs.Refresh, (it * time.Duration(s.Iterations)).Round(time.Second), s.Iterations)
 	}
 	return b.String()
+}
+
+// MeasureCosts times the party's operations on this machine at the plan's
+// levels, on an encryption of zero under pk (the collective public key;
+// nothing is decrypted): a column encoding, an accumulated plaintext
+// product (each averaged over 4 runs) and one evaluation of the sigmoid (with evk's
+// relinearization key). refresh is taken as given.
+func MeasureCosts(p engine.Parameters, pl *Plan, pk *rlwe.PublicKey, evk rlwe.EvaluationKeySet, refresh time.Duration) (Costs, error) {
+	if err := pl.checkParameters(p); err != nil {
+		return Costs{}, fmt.Errorf("measure costs: %w", err)
+	}
+	if pk == nil || len(pk.Value) != 2 || pk.Value[0].Q.N() != p.N() || pk.Value[0].Q.Level() < pl.GradientLevel {
+		return Costs{}, fmt.Errorf("measure costs: the public key does not fit parameter set %s", p.Name)
+	}
+	c := Costs{Refresh: refresh}
+	ct := hefloat.NewCiphertext(p.Parameters, 1, pl.GradientLevel)
+	if err := hefloat.NewEncryptor(p.Parameters, pk).Encrypt(hefloat.NewPlaintext(p.Parameters, pl.GradientLevel), ct); err != nil {
+		return Costs{}, fmt.Errorf("measure costs: %w", err)
+	}
+	ecd := model.GetColumnEncoder(p)
+	defer ecd.Release()
+	values := make([]float64, pl.Slots)
+	for j := range values {
+		values[j] = float64(j%7)/7 - 0.5
+	}
+	pt := hefloat.NewPlaintext(p.Parameters, pl.GradientLevel)
+	const reps = 4 // the cheap operations are averaged over a few runs
+	start := time.Now()
+	for range reps {
+		if err := ecd.Encode(values, pt); err != nil {
+			return Costs{}, fmt.Errorf("measure costs: %w", err)
+		}
+	}
+	c.Encode = time.Since(start) / reps
+	acc := hefloat.NewCiphertext(p.Parameters, 1, pl.GradientLevel)
+	ringQ := p.RingQ().AtLevel(pl.GradientLevel)
+	start = time.Now()
+	for range reps {
+		ringQ.MulCoeffsMontgomeryLazyThenAddLazy(ct.Value[0], pt.Value, acc.Value[0])
+		ringQ.MulCoeffsMontgomeryLazyThenAddLazy(ct.Value[1], pt.Value, acc.Value[1])
+	}
+	c.PlainMul = time.Since(start) / reps
+	if pl.Sigmoid != nil {
+		base := getEvaluator(p)
+		defer putEvaluator(p, base)
+		if evk == nil {
+			return Costs{}, errors.New("measure costs: the sigmoid needs the relinearization key")
+		}
+		ev := base.WithKey(evk)
+		ct.Resize(1, pl.GradientLevel-1)
+		poly, _ := pl.Sigmoid.Scaled(1)
+		start = time.Now()
+		if _, err := hefloat.NewPolynomialEvaluator(p.Parameters, ev).Evaluate(ct, hefloat.NewPolynomial(poly), p.DefaultScale()); err != nil {
+			return Costs{}, fmt.Errorf("measure costs: sigmoid: %w", err)
+		}
+		c.Sigmoid = time.Since(start)
+	}
+	return c, nil
 }

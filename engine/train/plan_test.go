@@ -157,12 +157,12 @@ func TestPlanExplain(t *testing.T) {
 	text := pl.Explain()
 	t.Log(text)
 	// One batch per party (10000 rows): 31 encodings, 62 products, one
-	// sigmoid; then 31 refreshes.
+	// sigmoid; 31 encodings of the label term; then 31 refreshes.
 	wantBatch := 31*time.Millisecond + 62*time.Millisecond + time.Second
 	if got := pl.BatchTime(*pl.Costs); got != wantBatch {
 		t.Errorf("batch time %v, want %v", got, wantBatch)
 	}
-	if got, want := pl.IterationTime(*pl.Costs), wantBatch+31*100*time.Millisecond; got != want {
+	if got, want := pl.IterationTime(*pl.Costs), wantBatch+31*time.Millisecond+31*100*time.Millisecond; got != want {
 		t.Errorf("iteration time %v, want %v", got, want)
 	}
 	for _, want := range []string{"sigmoid on [-", "degree 127", "R = 11.", "intercept penalized", "31 collective refreshes", "sends 31 ciphertexts at level 3", "estimated time"} {

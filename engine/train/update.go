@@ -82,8 +82,7 @@ func (pl *Plan) InitialModel(p engine.Parameters, pk *rlwe.PublicKey) (*State, e
 		}
 		st.Y = make([]*rlwe.Ciphertext, pl.Coefficients)
 		for c, w := range st.W {
-			st.Y[c] = w.CopyNew()
-			st.Y[c].Resize(1, pl.PointLevel)
+			st.Y[c] = copyAtLevel(p, w, pl.PointLevel)
 		}
 	}
 	return st, nil
@@ -136,7 +135,8 @@ func (pl *Plan) Combine(p engine.Parameters, st *State, grads [][]*rlwe.Cipherte
 			return nil, fmt.Errorf("combine: party %d: %w", i, err)
 		}
 	}
-	ev := hefloat.NewEvaluator(p.Parameters, nil)
+	ev := getEvaluator(p)
+	defer putEvaluator(p, ev)
 	ringR := p.RingQ().AtLevel(pl.RefreshLevel)
 	point := st.Point()
 	out := make([]*rlwe.Ciphertext, pl.Coefficients)
@@ -191,8 +191,7 @@ func scaledDown(p engine.Parameters, ev *hefloat.Evaluator, ct *rlwe.Ciphertext,
 	// Int truncates: round half away from zero.
 	f.Add(f, big.NewFloat(math.Copysign(0.5, factor)))
 	m, _ := f.Int(nil)
-	t := ct.CopyNew()
-	t.Resize(1, level+1)
+	t := copyAtLevel(p, ct, level+1)
 	ringQ := p.RingQ().AtLevel(level + 1)
 	ringQ.MulScalarBigint(t.Value[0], m, t.Value[0])
 	ringQ.MulScalarBigint(t.Value[1], m, t.Value[1])
@@ -222,7 +221,8 @@ func (pl *Plan) Update(p engine.Parameters, st *State, refreshed []*rlwe.Ciphert
 	if err := checkCiphertexts(p, refreshed, pl.Coefficients, pl.TopLevel, pl.TopLevel); err != nil {
 		return fmt.Errorf("update: refreshed step: %w", err)
 	}
-	ev := hefloat.NewEvaluator(p.Parameters, nil)
+	ev := getEvaluator(p)
+	defer putEvaluator(p, ev)
 	ringTop := p.RingQ().AtLevel(pl.TopLevel)
 	for c, step := range refreshed {
 		w := st.W[c]
@@ -231,7 +231,7 @@ func (pl *Plan) Update(p engine.Parameters, st *State, refreshed []*rlwe.Ciphert
 		if !pl.Spec.Momentum {
 			continue
 		}
-		st.V[c] = step.CopyNew()
+		st.V[c] = step.CopyNew() // the caller keeps its refreshed ciphertexts
 		y, err := scaledDown(p, ev, st.V[c], pl.Beta, pl.PointLevel)
 		if err != nil {
 			return fmt.Errorf("update: coefficient %d: extrapolation: %w", c, err)
