@@ -30,9 +30,9 @@ import (
 // of variable of the Chebyshev basis, u in [-1, 1]) and kappa scales the
 // polynomial's coefficients; for linear regression there is no polynomial,
 // s' = u, and a = sqrt(|k| q_l_s/q_Lz) makes kappa = a. Both rescales return
-// exactly to the scale Delta. The products by A_c are accumulated over all
-// batches before the one rescale, and the labels never enter the circuit:
-// sum_b y*x'_c is computed in the clear and subtracted once. Padding slots
+// exactly to the scale Delta. The products into A_c are accumulated over
+// all batches before the one rescale, and the labels enter once: sum_b
+// y*x'_c is computed in the clear and subtracted from each G_c at the end. Padding slots
 // have x' = 0 and x'_0 = 0, so P_c = 0 there and they add nothing to A_c, and
 // y = 0, so nothing to the label term.
 

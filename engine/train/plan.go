@@ -69,7 +69,8 @@ const refreshSecurity = 128
 // noiseAllowance bounds the error of the encrypted computation on one
 // gradient coefficient (encoding, encryption, rescaling and refresh noise),
 // added to the approximation error in the radius argument. The gradient
-// tests measure below 1e-7 at ckks-n14 and ckks-n15.
+// tests measure below 1e-9 at ckks-n14 and ckks-n15; the margin is for the
+// refresh's noise, which they do not include.
 const noiseAllowance = 1e-6
 
 // featureTolerance is how far beyond [-1, 1] a scaled feature (and a scaled
@@ -114,7 +115,10 @@ type Spec struct {
 	// MaxApproxError bounds the sigmoid polynomial's error on its interval;
 	// 0 means DefaultMaxApproxError.
 	MaxApproxError float64
-	// Parties is the number of data parties (it sets the refresh level).
+	// Parties is the number of data parties, whose gradients Combine
+	// expects; it is also the number of refresh participants the refresh
+	// level is sized for (the masks grow with its logarithm: a refresh
+	// among more parties may need a higher level).
 	Parties int
 	// Rows is the total number of rows n over all parties.
 	Rows int
@@ -212,6 +216,13 @@ func plan(p engine.Parameters, spec Spec) (*Plan, error) {
 	if p.LevelsConsumedPerRescaling() != 1 {
 		return nil, fmt.Errorf("train: parameter set %s consumes %d levels per rescaling, expected 1", p.Name, p.LevelsConsumedPerRescaling())
 	}
+	for i, q := range p.Q() {
+		// The lazy products of the gradient circuit (reduceEvery) need
+		// primes below 2^56.
+		if q >= 1<<56 {
+			return nil, fmt.Errorf("train: parameter set %s: prime %d of Q is above 2^56", p.Name, i)
+		}
+	}
 	if spec.MaxApproxError == 0 {
 		spec.MaxApproxError = DefaultMaxApproxError
 	}
@@ -249,12 +260,18 @@ func plan(p engine.Parameters, spec Spec) (*Plan, error) {
 			return nil, errors.New("train: momentum needs lambda > 0 (its constant beta comes from the strong convexity lambda)")
 		}
 		r := math.Sqrt(pl.StepSize * spec.Lambda)
+		if r >= 1 {
+			return nil, fmt.Errorf("train: step size %g times lambda %g is not below 1: no momentum", pl.StepSize, spec.Lambda)
+		}
 		pl.Beta = (1 - r) / (1 + r)
 	}
 	pl.GradientFactor = -pl.StepSize * float64(pl.MaxSlots) / float64(spec.Rows)
 
 	if err := pl.chooseRadius(); err != nil {
 		return nil, err
+	}
+	if pl.RuntimeNormCheck && pl.Radius > MaxCheckedRadius {
+		return nil, fmt.Errorf("train: radius %.4g needs the runtime norm check, which handles radii up to %d: raise Lambda or give a smaller Radius", pl.Radius, MaxCheckedRadius)
 	}
 	if spec.Model == Logistic {
 		pl.Bound = pl.Radius * math.Sqrt(coeffs)
