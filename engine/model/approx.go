@@ -102,8 +102,8 @@ func newApprox(act Activation, a, b float64, degree int) (*approx, error) {
 	if ap, ok := approxCache.Load(key); ok {
 		return ap.(*approx), nil
 	}
-	if degree < 1 || degree > MaxDegree {
-		return nil, fmt.Errorf("model: degree %d outside [1, %d]", degree, MaxDegree)
+	if degree < 1 || degree > MaxApproxDegree {
+		return nil, fmt.Errorf("model: degree %d outside [1, %d]", degree, MaxApproxDegree)
 	}
 	f := activationFunc(act)
 	const prec = 128
@@ -134,9 +134,12 @@ func newApprox(act Activation, a, b float64, degree int) (*approx, error) {
 	}
 	ap.poly = poly
 
-	const samples = 4000
+	// 4000 samples (16 per oscillation of the error at degree 255; more
+	// for the higher degrees of Approximate) underestimate the maximum by
+	// at most 1-cos(pi/16), 2%.
+	samples := max(4000, 16*(degree+1))
 	for s := 0; s <= samples; s++ {
-		x := a + (b-a)*float64(s)/samples
+		x := a + (b-a)*float64(s)/float64(samples)
 		ap.maxError = math.Max(ap.maxError, math.Abs(ap.eval(x)-f(x)))
 	}
 	approxCache.Store(key, ap)
@@ -158,3 +161,75 @@ func (ap *approx) eval(x float64) float64 {
 func (ap *approx) changeOfBasis() (alpha, beta float64) {
 	return 2 / (ap.b - ap.a), (-ap.a - ap.b) / (ap.b - ap.a)
 }
+
+// MaxApproxDegree is the largest degree Approximate accepts (10 levels).
+// Models loaded from files stay limited to MaxDegree; circuits built in
+// code (engine/train) may need the higher degrees that wide intervals ask
+// for.
+const MaxApproxDegree = 1023
+
+// Approximation is the Chebyshev interpolant of an activation on an
+// interval, as this package evaluates it under encryption; exported for
+// circuits outside the package (engine/train) that evaluate activations
+// with lattigo's polynomial evaluator.
+type Approximation struct{ ap *approx }
+
+// Approximate interpolates act (Sigmoid, Tanh or ReLU) at the degree+1
+// Chebyshev nodes of [a, b] (computed once per activation, interval and
+// degree).
+func Approximate(act Activation, a, b float64, degree int) (*Approximation, error) {
+	switch act {
+	case Sigmoid, Tanh, ReLU:
+	default:
+		return nil, fmt.Errorf("model: no approximation of activation %q", string(act))
+	}
+	if !finite(a) || !finite(b) || !(a < b) {
+		return nil, fmt.Errorf("model: interval [%g, %g] must be finite and increasing", a, b)
+	}
+	ap, err := newApprox(act, a, b, degree)
+	if err != nil {
+		return nil, err
+	}
+	return &Approximation{ap}, nil
+}
+
+// Degree of the interpolant.
+func (a *Approximation) Degree() int { return a.ap.degree }
+
+// Depth is the number of levels lattigo's polynomial evaluator consumes.
+func (a *Approximation) Depth() int { return a.ap.depth }
+
+// MaxError is the maximum absolute error on the interval, measured on a grid
+// of max(4000, 16*(degree+1)) points.
+func (a *Approximation) MaxError() float64 { return a.ap.maxError }
+
+// Interval is [a, b].
+func (a *Approximation) Interval() (lo, hi float64) { return a.ap.a, a.ap.b }
+
+// Eval is the interpolant at x in float64: what the encrypted evaluation
+// computes, up to the encryption noise.
+func (a *Approximation) Eval(x float64) float64 { return a.ap.eval(x) }
+
+// Scaled returns factor times the interpolant as a polynomial in
+// u = alpha*x + beta (ChangeOfBasis), the variable lattigo's evaluator
+// expects, and a constant to add to the evaluator's output. The constant is
+// non-zero when the interpolant minus its value at the centre is odd
+// (sigmoid and tanh on a symmetric interval): the polynomial then holds the
+// odd coefficients only, which halves the powers lattigo computes.
+func (a *Approximation) Scaled(factor float64) (poly bignum.Polynomial, constant float64) {
+	poly = a.ap.poly.Clone()
+	f := new(big.Float).SetPrec(a.ap.poly.Coeffs[0][0].Prec()).SetFloat64(factor)
+	for _, c := range poly.Coeffs {
+		c[0].Mul(c[0], f)
+		c[1].Mul(c[1], f)
+	}
+	return poly, factor * a.ap.c0
+}
+
+// ChangeOfBasis is (alpha, beta) with u = alpha*x + beta mapping the
+// interval onto [-1, 1].
+func (a *Approximation) ChangeOfBasis() (alpha, beta float64) { return a.ap.changeOfBasis() }
+
+// Products estimates the ciphertext-by-ciphertext products (each with a
+// relinearization and a rescale) lattigo spends on one evaluation.
+func (a *Approximation) Products() int { return ctMulEstimate(a.ap) }

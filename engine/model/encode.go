@@ -161,3 +161,28 @@ func (e *columnEncoder) finish(pt *rlwe.Plaintext) error {
 	e.p.RingQ().AtLevel(level).NTT(pt.Value, pt.Value)
 	return nil
 }
+
+// ColumnEncoder is the encoder of feature columns, exported for circuits
+// outside this package (engine/train) that encode many columns per batch:
+// it produces the same plaintexts as lattigo's encoder without its
+// per-coefficient allocations. Not safe for concurrent use; get one per
+// goroutine and Release it.
+type ColumnEncoder struct{ e *columnEncoder }
+
+// GetColumnEncoder returns a pooled encoder for p.
+func GetColumnEncoder(p engine.Parameters) *ColumnEncoder {
+	return &ColumnEncoder{getColumnEncoder(p)}
+}
+
+// Release returns the encoder to its pool; it must not be used after.
+func (c *ColumnEncoder) Release() {
+	putColumnEncoder(c.e)
+	c.e = nil
+}
+
+// Encode writes values (at most MaxSlots; the other slots are zero) into pt,
+// a batched NTT plaintext, at pt's level and scale. Every |value|*scale must
+// be below 2^62.
+func (c *ColumnEncoder) Encode(values []float64, pt *rlwe.Plaintext) error {
+	return c.e.encode(values, pt)
+}
