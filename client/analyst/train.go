@@ -58,8 +58,10 @@ type Trained struct {
 	Took         time.Duration
 }
 
-// convergenceTol is the Newton stopping tolerance (glm.Converged).
-const convergenceTol = 1e-10
+// convergenceTol is the Newton stopping tolerance (glm.Converged): the
+// released statistics carry the key switch's flooding noise (about 1e-4
+// per sum, engine.Precision), which bounds how small a step can be seen.
+const convergenceTol = 1e-7
 
 // Train submits a training spec, follows it and returns the model.
 func (c *Client) Train(ctx context.Context, spec *synodv1.QuerySpec, progress TrainProgress) (*Trained, error) {
@@ -138,14 +140,14 @@ func (c *Client) Train(ctx context.Context, spec *synodv1.QuerySpec, progress Tr
 				return false, err
 			}
 			b, stop = sol.B, true
-			it.Rows, it.Objective, it.Condition = stats[0], sol.Objective, sol.Condition
+			it.Rows, it.Objective, it.Condition = math.Round(stats[0]), sol.Objective, sol.Condition
 			tr.Converged = true
 		case glm.Logistic:
 			step, err := glm.NewtonStep(stats, p, b, t.Spec.GetL2())
 			if err != nil {
 				return false, err
 			}
-			it.Rows, it.Objective, it.GradNorm, it.StepNorm, it.Condition = stats[len(stats)-1], step.Objective, step.GradNorm, step.StepNorm, step.Condition
+			it.Rows, it.Objective, it.GradNorm, it.StepNorm, it.Condition = math.Round(stats[len(stats)-1]), step.Objective, step.GradNorm, step.StepNorm, step.Condition
 			b = step.Next
 			tr.Converged = glm.Converged(step, convergenceTol)
 			stop = tr.Converged || it.Round >= t.Rounds
@@ -157,28 +159,13 @@ func (c *Client) Train(ctx context.Context, spec *synodv1.QuerySpec, progress Tr
 		}
 		return stop, nil
 	}
+	var ended *final // the session's end, seen while rounds were still queued
 	if t.Spec.GetMode() == synodv1.Training_EXACT && t.Rounds > 1 {
 	rounds:
 		for {
+			var r int
 			select {
-			case r := <-rounds:
-				stop, err := solve(r)
-				if err != nil {
-					return nil, err
-				}
-				if r >= t.Rounds {
-					break rounds // the session records its transcript and ends
-				}
-				req := &synodv1.ContinueRequest{Session: session, Round: uint32(r), Stop: stop}
-				if !stop {
-					req.Coefficients = b
-				}
-				if _, err := c.rpc.Continue(ctx, req); err != nil {
-					return nil, fmt.Errorf("continue session %s: %w", session, err)
-				}
-				if stop {
-					break rounds
-				}
+			case r = <-rounds:
 			case f := <-done:
 				if f.err != nil {
 					return nil, f.err
@@ -186,13 +173,40 @@ func (c *Client) Train(ctx context.Context, spec *synodv1.QuerySpec, progress Tr
 				if f.ev.GetFailed() {
 					return nil, &FailedError{Session: session, Reason: f.ev.GetMessage()}
 				}
-				return nil, fmt.Errorf("session %s ended before the training converged", session)
+				// The last round's event precedes the end: solve it.
+				select {
+				case r = <-rounds:
+					ended = &f
+				default:
+					return nil, fmt.Errorf("session %s ended before the training converged", session)
+				}
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
+			stop, err := solve(r)
+			if err != nil {
+				return nil, err
+			}
+			if r >= t.Rounds || ended != nil {
+				break rounds // the session records its transcript and ends
+			}
+			req := &synodv1.ContinueRequest{Session: session, Round: uint32(r), Stop: stop}
+			if !stop {
+				req.Coefficients = b
+			}
+			if _, err := c.rpc.Continue(ctx, req); err != nil {
+				return nil, fmt.Errorf("continue session %s: %w", session, err)
+			}
+			if stop {
+				break rounds
+			}
 		}
 	}
-	f := <-done
+	if ended == nil {
+		f := <-done
+		ended = &f
+	}
+	f := *ended
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -212,6 +226,9 @@ func (c *Client) Train(ctx context.Context, spec *synodv1.QuerySpec, progress Tr
 		}
 	}
 	tr.Coefficients = b
+	if t.Spec.GetKeepEncrypted() {
+		return tr, nil // nobody holds the weights
+	}
 	if tr.Model, err = glm.ToModel(t.Kind, t.Scaling, b, t.Spec.GetName()); err != nil {
 		return nil, err
 	}

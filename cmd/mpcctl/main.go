@@ -39,7 +39,7 @@ func newRoot() *cobra.Command {
 	// read by config.LoadAnalyst: flag over SYNOD_* over the file.
 	config.AnalystFlags(pf)
 	root.AddCommand(newConsortiumCmd(g), newSetupCmd(g), newPartiesCmd(g), newQueryCmd(g), newPlaintextCmd(g), newAuditCmd(g),
-		newInferCmd(g), newModelCmd(g), newPredictCmd(g), newExportTLSKeyCmd(g))
+		newInferCmd(g), newTrainCmd(g), newModelCmd(g), newPredictCmd(g), newExportTLSKeyCmd(g))
 	// --data-dir as well as --data_dir on every subcommand
 	root.SetGlobalNormalizationFunc(config.NormalizeFlagName)
 	return root

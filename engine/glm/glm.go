@@ -262,3 +262,27 @@ func checkLambda(lambda float64) error {
 	}
 	return nil
 }
+
+// Scale returns the scaled feature columns x' and the labels (scaled like a
+// feature for linear regression, 0 or 1 for logistic regression), refusing
+// out-of-range values and bad labels as the statistics do: what encrypted
+// training's parties compute on (engine/train).
+func (s Scaling) Scale(kind Kind, columns [][]float64, y []float64) (features [][]float64, labels []float64, err error) {
+	if err := s.checkData(kind, columns, y); err != nil {
+		return nil, nil, err
+	}
+	features = make([][]float64, len(columns))
+	for c, col := range columns {
+		features[c] = make([]float64, len(col))
+		if err := scaleInto(features[c], s.Features[c], col, 0); err != nil {
+			return nil, nil, err
+		}
+	}
+	labels = append([]float64(nil), y...)
+	if kind == Linear {
+		if err := scaleInto(labels, s.Label, y, 0); err != nil {
+			return nil, nil, err
+		}
+	}
+	return features, labels, nil
+}

@@ -339,6 +339,6 @@ func (h host) ModelInfo(name string) (*synodv1.ModelInfo, error) { return h.n.lo
 
 // partyExtension is what this node's party machines handle beyond
 // queries: model uploads, predictions, encrypted training.
-func (n *Node) partyExtension() session.PartyExtension {
-	return &session.ModelParty{Host: host{n}}
+func (n *Node) partyExtensions() []session.PartyExtension {
+	return []session.PartyExtension{&session.ModelParty{Host: host{n}}, &session.TrainParty{Host: host{n}}}
 }

@@ -208,7 +208,7 @@ func (n *Node) partyMachine(id, coordinator string, kind protocols.Kind, st *key
 	if st != nil {
 		cfg.Keys = st.keys()
 	}
-	return session.NewParty(cfg, n.partyExtension())
+	return session.NewParty(cfg, n.partyExtensions()...)
 }
 
 func partyIDs(ids []string) []protocols.PartyID {

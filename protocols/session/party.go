@@ -72,7 +72,7 @@ type Party struct {
 	contributed bool
 	lookups     int
 	terms       Terms
-	extra       PartyExtension
+	extra       []PartyExtension
 }
 
 // PartyExtension lets session kinds beyond queries (uploads, predictions,
@@ -83,8 +83,9 @@ type PartyExtension interface {
 	Handle(p *Party, m protocols.Message) (handled bool, err error)
 }
 
-// NewParty returns a party's machine for a session a coordinator opened.
-func NewParty(cfg PartyConfig, ext PartyExtension) *Party {
+// NewParty returns a party's machine for a session a coordinator opened,
+// with the extensions of the session kinds beyond queries.
+func NewParty(cfg PartyConfig, ext ...PartyExtension) *Party {
 	p := &Party{cfg: cfg, extra: ext}
 	p.session = cfg.Session
 	return p
@@ -137,15 +138,21 @@ func (p *Party) step(in Input) error {
 			}
 			return nil
 		}
-		if p.extra != nil {
-			if w, ok := p.extra.(interface{ Worked(*Party, Worked) error }); ok {
-				return w.Worked(p, in)
+		for _, e := range p.extra {
+			if w, ok := e.(interface{ Worked(*Party, Worked) error }); ok {
+				if err := w.Worked(p, in); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	case Stored:
-		if s, ok := p.extra.(interface{ Stored(*Party, Stored) error }); ok {
-			return s.Stored(p, in)
+		for _, e := range p.extra {
+			if s, ok := e.(interface{ Stored(*Party, Stored) error }); ok {
+				if err := s.Stored(p, in); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	case Tick, Committed, Unreachable, Continue, Relayed:
@@ -177,8 +184,8 @@ func (p *Party) deliver(m protocols.Message) error {
 	case KindRefreshAsk:
 		return p.refresh(m)
 	}
-	if p.extra != nil {
-		handled, err := p.extra.Handle(p, m)
+	for _, e := range p.extra {
+		handled, err := e.Handle(p, m)
 		if handled || err != nil {
 			return err
 		}
@@ -314,8 +321,8 @@ func (p *Party) Event(stage, format string, a ...any) { p.event(stage, p.cfg.Sel
 func (p *Party) contribute() error {
 	req := p.request
 	round := int(req.GetRound())
-	if p.extra != nil {
-		if c, ok := p.extra.(interface{ Contribute(*Party) (bool, error) }); ok {
+	for _, e := range p.extra {
+		if c, ok := e.(interface{ Contribute(*Party) (bool, error) }); ok {
 			if handled, err := c.Contribute(p); handled || err != nil {
 				return err
 			}

@@ -309,9 +309,17 @@ type Request struct {
 	// The round's public input: exact training's coefficients (scaled
 	// space), set by the analyst.
 	Coefficients []float64 `protobuf:"fixed64,6,rep,packed,name=coefficients,proto3" json:"coefficients,omitempty"`
-	// Encrypted training: the model, one ciphertext per coefficient, under
-	// the collective key (engine codec).
-	Model         [][]byte `protobuf:"bytes,7,rep,name=model,proto3" json:"model,omitempty"`
+	// Encrypted training: the point the gradient is evaluated at, one
+	// ciphertext per coefficient, under the collective key (engine codec);
+	// the rows over all parties (what the learning rate is divided by).
+	Model     [][]byte `protobuf:"bytes,7,rep,name=model,proto3" json:"model,omitempty"`
+	TotalRows uint64   `protobuf:"varint,8,opt,name=total_rows,json=totalRows,proto3" json:"total_rows,omitempty"`
+	// Encrypted training's runtime norm check: encrypt a random positive
+	// mask at this level (engine/train.EncryptSignMask).
+	SignMaskLevel uint32 `protobuf:"varint,9,opt,name=sign_mask_level,json=signMaskLevel,proto3" json:"sign_mask_level,omitempty"`
+	// Encrypted training: the data parties (what the plan's refresh level
+	// and the gradients' sum are sized for).
+	Parties       uint32 `protobuf:"varint,10,opt,name=parties,proto3" json:"parties,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -395,6 +403,27 @@ func (x *Request) GetModel() [][]byte {
 	return nil
 }
 
+func (x *Request) GetTotalRows() uint64 {
+	if x != nil {
+		return x.TotalRows
+	}
+	return 0
+}
+
+func (x *Request) GetSignMaskLevel() uint32 {
+	if x != nil {
+		return x.SignMaskLevel
+	}
+	return 0
+}
+
+func (x *Request) GetParties() uint32 {
+	if x != nil {
+		return x.Parties
+	}
+	return 0
+}
+
 // Contribution is a party's encrypted input to one round: its cells (a
 // query's partial sums, a validation's binned scores, exact training's
 // sufficient statistics), or the cohort test's counts and masks, or
@@ -408,7 +437,9 @@ type Contribution struct {
 	Gradient     [][]byte               `protobuf:"bytes,5,rep,name=gradient,proto3" json:"gradient,omitempty"`
 	// Encrypted training, round 1: the party's row count after filters
 	// (what the learning rate is divided by; stated in the approved plan).
-	Rows          uint64 `protobuf:"varint,6,opt,name=rows,proto3" json:"rows,omitempty"`
+	Rows uint64 `protobuf:"varint,6,opt,name=rows,proto3" json:"rows,omitempty"`
+	// Encrypted training's runtime norm check: the party's sign mask.
+	SignMask      []byte `protobuf:"bytes,7,opt,name=sign_mask,json=signMask,proto3" json:"sign_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -483,6 +514,13 @@ func (x *Contribution) GetRows() uint64 {
 		return x.Rows
 	}
 	return 0
+}
+
+func (x *Contribution) GetSignMask() []byte {
+	if x != nil {
+		return x.SignMask
+	}
+	return nil
 }
 
 // Suppress lists the groups (indexes in the spec's layout order) whose
@@ -868,7 +906,7 @@ const file_synod_v1_session_proto_rawDesc = "" +
 	"\n" +
 	"min_cohort\x18\x02 \x01(\rR\tminCohort\"!\n" +
 	"\aRefusal\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"\xc8\x01\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\xa9\x02\n" +
 	"\aRequest\x12\x12\n" +
 	"\x04spec\x18\x01 \x01(\fR\x04spec\x12\x18\n" +
 	"\aanalyst\x18\x02 \x01(\tR\aanalyst\x12 \n" +
@@ -877,14 +915,20 @@ const file_synod_v1_session_proto_rawDesc = "" +
 	"min_cohort\x18\x04 \x01(\rR\tminCohort\x12\x14\n" +
 	"\x05round\x18\x05 \x01(\rR\x05round\x12\"\n" +
 	"\fcoefficients\x18\x06 \x03(\x01R\fcoefficients\x12\x14\n" +
-	"\x05model\x18\a \x03(\fR\x05model\"\xb4\x01\n" +
+	"\x05model\x18\a \x03(\fR\x05model\x12\x1d\n" +
+	"\n" +
+	"total_rows\x18\b \x01(\x04R\ttotalRows\x12&\n" +
+	"\x0fsign_mask_level\x18\t \x01(\rR\rsignMaskLevel\x12\x18\n" +
+	"\aparties\x18\n" +
+	" \x01(\rR\aparties\"\xd1\x01\n" +
 	"\fContribution\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\rR\x05round\x12\x16\n" +
 	"\x06values\x18\x02 \x01(\fR\x06values\x12#\n" +
 	"\rcohort_counts\x18\x03 \x01(\fR\fcohortCounts\x12!\n" +
 	"\fcohort_masks\x18\x04 \x01(\fR\vcohortMasks\x12\x1a\n" +
 	"\bgradient\x18\x05 \x03(\fR\bgradient\x12\x12\n" +
-	"\x04rows\x18\x06 \x01(\x04R\x04rows\"\"\n" +
+	"\x04rows\x18\x06 \x01(\x04R\x04rows\x12\x1b\n" +
+	"\tsign_mask\x18\a \x01(\fR\bsignMask\"\"\n" +
 	"\bSuppress\x12\x16\n" +
 	"\x06groups\x18\x01 \x03(\rR\x06groups\">\n" +
 	"\fSessionError\x12\x18\n" +
