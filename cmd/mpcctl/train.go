@@ -28,11 +28,11 @@ import (
 // trainFlags are the flags that describe a training.
 type trainFlags struct {
 	dataset, label, modelKind, mode, where, schemaPath, name string
-	features                                             []string
-	l2, epsilon, delta, stepSize, radius                 float64
-	mechanism                                            string
-	iterations                                           uint32
-	momentum, keepEncrypted                              bool
+	features                                                 []string
+	l2, epsilon, delta, stepSize, radius                     float64
+	mechanism                                                string
+	iterations                                               uint32
+	momentum, keepEncrypted                                  bool
 }
 
 // spec builds the training spec: the ranges come from the consortium

@@ -54,9 +54,9 @@ type DP struct {
 type Request struct {
 	// ReleasesGram is set for exact-mode training.
 	ReleasesGram bool
-	Analyst string
-	Dataset string
-	Columns []string // every column the query reads
+	Analyst      string
+	Dataset      string
+	Columns      []string // every column the query reads
 	// Epsilon is the privacy loss the query spends (0: no noise asked).
 	Epsilon float64
 	// Spent is the epsilon the analyst has already spent, as recorded on
