@@ -70,6 +70,15 @@ run "$BIN/mpcctl" query --epsilon 1 --compare-plaintext "$COMPARE" \
   "SELECT sex, COUNT(*), AVG(bmi) FROM patients WHERE age BETWEEN 40 AND 70 GROUP BY sex IN (0, 1)"
 
 echo
+echo "== training together: logistic regression of diabetes on age, BMI and blood pressure over every"
+echo "   party's rows (exact mode: the parties' sufficient statistics are summed under encryption and"
+echo "   released to the analyst each Newton round), beside a fit on the pooled rows; then the trained"
+echo "   model validated on every party's records"
+run "$BIN/mpcctl" train --dataset patients --label diabetic --features age,bmi,systolic_bp --model logistic \
+  --l2 0.0001 --out "$DIR/diabetes.json" --compare-plaintext "$COMPARE"
+run "$BIN/mpcctl" infer --model "$DIR/diabetes.json" --dataset patients --label diabetic --features age,bmi,systolic_bp
+
+echo
 echo "== party-4 stops: the threshold key (2 of 4) and the chain (3 of 4 validators) still work"
 printf '$ kill <party-4>\n'
 kill "${PIDS[3]}"; wait "${PIDS[3]}" 2>/dev/null || true; PIDS[3]=""

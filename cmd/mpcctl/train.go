@@ -162,8 +162,11 @@ type trainResult struct {
 	ModelFile    string            `json:"model_file,omitempty"`
 	Receipt      *receiptJSON      `json:"receipt,omitempty"`
 	Seconds      float64           `json:"session_seconds"`
-	Plaintext    *pooledJSON       `json:"plaintext,omitempty"`
-	Privacy      *privacyJSON      `json:"privacy,omitempty"`
+	// LedgerSeconds is the part of the last round spent waiting for chain
+	// commits.
+	LedgerSeconds float64      `json:"ledger_seconds,omitempty"`
+	Plaintext     *pooledJSON  `json:"plaintext,omitempty"`
+	Privacy       *privacyJSON `json:"privacy,omitempty"`
 }
 
 type iterationJSON struct {
@@ -331,7 +334,7 @@ func trainResultOf(spec *synodv1.QuerySpec, tr *analyst.Trained) trainResult {
 	meta := tr.Meta
 	r := trainResult{Session: tr.Session, Dataset: spec.GetDataset(), Model: strings.ToLower(t.GetModel().String()), Mode: strings.ToLower(t.GetMode().String()),
 		Label: t.GetLabel(), Features: t.GetFeatures(), L2: t.GetL2(), Parameters: meta.GetParameters(), Contributors: meta.GetContributors(),
-		KeySwitchers: meta.GetKeySwitchers(), Converged: tr.Converged, Seconds: tr.Took.Seconds()}
+		KeySwitchers: meta.GetKeySwitchers(), Converged: tr.Converged, Seconds: tr.Took.Seconds(), LedgerSeconds: meta.GetLedgerSeconds()}
 	if pr := spec.GetPrivacy(); pr.GetEpsilon() > 0 {
 		r.Privacy = &privacyJSON{Mechanism: strings.ToLower(pr.GetMechanism().String()), Epsilon: pr.GetEpsilon(), Delta: pr.GetDelta()}
 	}
