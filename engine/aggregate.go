@@ -115,7 +115,9 @@ func encryptAt(p Parameters, pk *rlwe.PublicKey, values []float64, level, logSca
 			return nil, fmt.Errorf("encrypt vector: value %d is %v", i, v)
 		}
 		if math.Abs(v) > limit {
-			return nil, fmt.Errorf("encrypt vector: value %d = %g exceeds the bound %g", i, v, limit)
+			// The value itself stays out of the error: it may be a party's
+			// (noised) statistic, and errors travel to other parties' logs.
+			return nil, fmt.Errorf("encrypt vector: value %d exceeds the bound %g in magnitude", i, limit)
 		}
 	}
 

@@ -61,6 +61,11 @@ keystore.passphrase_file; it is never logged.`,
 			if err != nil {
 				return err
 			}
+			release, err := lockDataDir(cfg.DataDir)
+			if err != nil {
+				return err
+			}
+			defer release()
 			log := newLogger(cfg.Log.Level, cfg.Log.Format)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

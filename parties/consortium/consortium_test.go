@@ -167,6 +167,8 @@ func TestInitOptionsErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, o := range []InitOptions{
 		{Dir: dir, Parties: 0, Threshold: 1},
+		{Dir: dir, Parties: 1, Threshold: 1},
+		{Dir: dir, Parties: 3, Threshold: 2, Parameters: "ckks-n12"},
 		{Dir: dir, Parties: 3, Threshold: 4},
 		{Dir: dir, Parties: 3, Threshold: 0},
 		{Dir: dir, Parties: 2, Threshold: 1, Analysts: []string{"party-1"}},
@@ -190,10 +192,10 @@ func TestInitSchema(t *testing.T) {
 		opts InitOptions
 		want string
 	}{
-		{InitOptions{Parties: 1, Threshold: 1, Datasets: map[string]map[string]string{"visits": {"party-1": csv}}}, `dataset "visits" is not in the schema (shipped configs/schema.yaml) (datasets: patients)`},
-		{InitOptions{Parties: 1, Threshold: 1, Schema: own, Datasets: map[string]map[string]string{"patients": {"party-1": csv}}}, `dataset "patients" is not in the schema`},
-		{InitOptions{Parties: 1, Threshold: 1, Schema: csv}, "not valid YAML"},
-		{InitOptions{Parties: 1, Threshold: 1, Schema: own + ".absent"}, "own.yaml.absent"},
+		{InitOptions{Parties: 2, Threshold: 1, Datasets: map[string]map[string]string{"visits": {"party-1": csv}}}, `dataset "visits" is not in the schema (shipped configs/schema.yaml) (datasets: patients)`},
+		{InitOptions{Parties: 2, Threshold: 1, Schema: own, Datasets: map[string]map[string]string{"patients": {"party-1": csv}}}, `dataset "patients" is not in the schema`},
+		{InitOptions{Parties: 2, Threshold: 1, Schema: csv}, "not valid YAML"},
+		{InitOptions{Parties: 2, Threshold: 1, Schema: own + ".absent"}, "own.yaml.absent"},
 	} {
 		c.opts.Dir = t.TempDir()
 		err := Init(c.opts)
@@ -205,7 +207,7 @@ func TestInitSchema(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	if err := Init(InitOptions{Dir: dir, Parties: 1, Threshold: 1, Schema: own, Datasets: map[string]map[string]string{"visits": {"party-1": csv}}}); err != nil {
+	if err := Init(InitOptions{Dir: dir, Parties: 2, Threshold: 1, Schema: own, Datasets: map[string]map[string]string{"visits": {"party-1": csv, "party-2": csv}}}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(filepath.Join(dir, SchemaFile))

@@ -18,6 +18,7 @@ import (
 	"sync"
 
 	"github.com/synod-mpc/synod/configs"
+	"github.com/synod-mpc/synod/engine"
 	"github.com/synod-mpc/synod/ledger"
 	"github.com/synod-mpc/synod/parties/config"
 	"github.com/synod-mpc/synod/parties/identity"
@@ -92,8 +93,8 @@ func Init(opts InitOptions) error {
 	if opts.Dir == "" {
 		return errors.New("consortium init: no directory given")
 	}
-	if opts.Parties < 1 {
-		return fmt.Errorf("consortium init: parties: %d, want at least 1", opts.Parties)
+	if opts.Parties < 2 {
+		return fmt.Errorf("consortium init: parties: %d, want at least 2 (a consortium of one has nobody to compute with)", opts.Parties)
 	}
 	if opts.Threshold < 1 || opts.Threshold > opts.Parties {
 		return fmt.Errorf("consortium init: threshold: %d, want 1 <= threshold <= %d (the number of parties)", opts.Threshold, opts.Parties)
@@ -122,6 +123,9 @@ func Init(opts InitOptions) error {
 	}
 	if opts.Parameters == "" {
 		opts.Parameters = DefaultParameters
+	}
+	if _, err := engine.ParametersByName(opts.Parameters); err != nil {
+		return fmt.Errorf("consortium init: --parameters %q: %w (known: %s)", opts.Parameters, err, strings.Join(engine.ParameterNames(), ", "))
 	}
 	partyIDs := make([]string, opts.Parties)
 	isParty := map[string]bool{}

@@ -56,6 +56,10 @@ func ReadCSV(name, where string, r io.Reader) (*Table, error) {
 	}
 	t := &Table{Name: name, Columns: make([]string, len(header)), Values: make([][]float64, len(header))}
 	for i, h := range header {
+		if i == 0 {
+			// Spreadsheet exports often start with a UTF-8 byte order mark.
+			h = strings.TrimPrefix(h, "\ufeff")
+		}
 		h = strings.TrimSpace(h)
 		if h == "" {
 			return nil, fmt.Errorf("dataset %s: %s: column %d has an empty name", name, where, i+1)
@@ -77,9 +81,14 @@ func ReadCSV(name, where string, r io.Reader) (*Table, error) {
 			return nil, fmt.Errorf("dataset %s: %s: %w", name, where, err)
 		}
 		for i, cell := range rec {
-			v, err := strconv.ParseFloat(strings.TrimSpace(cell), 64)
+			// The cell's content stays out of the errors: they reach logs.
+			cell = strings.TrimSpace(cell)
+			if cell == "" {
+				return nil, fmt.Errorf("dataset %s: %s: line %d, column %q: empty cell (missing values are not supported: fill the cell or remove the row)", name, where, line, t.Columns[i])
+			}
+			v, err := strconv.ParseFloat(cell, 64)
 			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-				return nil, fmt.Errorf("dataset %s: %s: line %d, column %q: %q is not a finite number", name, where, line, t.Columns[i], cell)
+				return nil, fmt.Errorf("dataset %s: %s: line %d, column %q: not a finite number", name, where, line, t.Columns[i])
 			}
 			t.Values[i] = append(t.Values[i], v)
 		}

@@ -13,13 +13,27 @@ func TestReadCSV(t *testing.T) {
 	if tab.Rows != 2 || tab.Columns[1] != "b" || tab.Values[0][1] != 3.5 || tab.Values[1][1] != -4 {
 		t.Fatalf("%+v", tab)
 	}
+	// A spreadsheet's byte order mark is not part of the first column's name.
+	tab, err = ReadCSV("p", "inline", strings.NewReader("\ufeffage,b\n1,2\n"))
+	if err != nil || tab.Columns[0] != "age" {
+		t.Fatalf("BOM: %v %q", err, tab.Columns)
+	}
+}
+
+// A cell's content never appears in an error: errors reach logs.
+func TestReadCSVErrorsCarryNoValue(t *testing.T) {
+	_, err := ReadCSV("p", "f.csv", strings.NewReader("a,b\n1,secret-42.5x\n"))
+	if err == nil || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("error %v", err)
+	}
 }
 
 func TestReadCSVErrorsSayWhere(t *testing.T) {
 	for in, want := range map[string]string{
 		"":                  "empty file",
 		"a,a\n1,2\n":        `column "a" appears twice`,
-		"a,b\n1,x\n":        `line 2, column "b": "x" is not a finite number`,
+		"a,b\n1,x\n":        `line 2, column "b": not a finite number`,
+		"a,b\n1,2\n3, \n":   `line 3, column "b": empty cell`,
 		"a,b\n1,2\n1,NaN\n": `line 3, column "b"`,
 		"a,b\n1,2,3\n":      "wrong number of fields",
 		"a,\n1,2\n":         "column 2 has an empty name",

@@ -57,7 +57,41 @@ func NoiseScales(spec *synodv1.QuerySpec, bounds Bounds) ([]float64, error) {
 			out[i] = math.Sqrt(2*math.Log(1.25/delta)) * sens / eps
 		}
 	}
+	if err := CheckNoiseFits(pr.GetEpsilon(), layout, out); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// MaxEpsilon is the largest epsilon one session may spend. Beyond it a
+// single record may change the likelihood of an answer by more than e^10
+// (about 22,000 times): differential privacy no longer protects anyone, and
+// an analyst asking for more is asking for the data itself.
+const MaxEpsilon = 10
+
+// noiseTail is how many noise scales a draw may reach before it is treated
+// as impossible: a Laplace draw exceeds 40 scales with probability e^-40
+// (about 4e-18), a Gaussian one 40 sigmas never in practice.
+const noiseTail = 40
+
+// CheckNoiseFits refuses a privacy request whose noise could not be
+// encoded: a cell's noise of scale b reaches noiseTail*b, and with the
+// statistic itself it must stay within half of ValueBound, or encryption
+// fails at some party (or, worse, the noised value wraps around). The
+// message names the cell and the smallest epsilon that fits, never a value.
+func CheckNoiseFits(epsilon float64, labels []string, scales []float64) error {
+	limit := ValueBound() / 2
+	worst, at := 0.0, ""
+	for i, s := range scales {
+		if s > worst {
+			worst, at = s, labels[min(i, len(labels)-1)]
+		}
+	}
+	if worst*noiseTail <= limit {
+		return nil
+	}
+	return fmt.Errorf("privacy: epsilon %g is too small: cell %s would get noise of scale %.3g, beyond what a ciphertext slot holds (%.3g); ask for epsilon >= %.3g",
+		epsilon, at, worst, limit/noiseTail, epsilon*worst*noiseTail/limit)
 }
 
 // ValidatePrivacy checks a privacy request on its own.
@@ -65,6 +99,9 @@ func ValidatePrivacy(pr *synodv1.Privacy) error {
 	eps := pr.GetEpsilon()
 	if math.IsNaN(eps) || math.IsInf(eps, 0) || eps < 0 {
 		return fmt.Errorf("privacy: epsilon %v is not a positive number", eps)
+	}
+	if eps > MaxEpsilon {
+		return fmt.Errorf("privacy: epsilon %g is above %d, where differential privacy no longer protects a record (one record may change an answer's likelihood %.0f times)", eps, MaxEpsilon, math.Exp(MaxEpsilon))
 	}
 	switch pr.GetMechanism() {
 	case synodv1.Privacy_LAPLACE:

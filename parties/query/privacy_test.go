@@ -1,6 +1,7 @@
 package query
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -55,5 +56,47 @@ func TestNoiseScales(t *testing.T) {
 		if ValidatePrivacy(bad) == nil {
 			t.Errorf("privacy %v accepted", bad)
 		}
+	}
+}
+
+// TestEpsilonRange: an epsilon that no longer protects anyone (1e308) or
+// whose noise no slot can hold (1e-300) is refused before any party
+// computes, and the refusal carries no data value.
+func TestEpsilonRange(t *testing.T) {
+	bounds := func(c string) (float64, float64, bool) { return 15, 55, c == "bmi" }
+	spec := &synodv1.QuerySpec{Dataset: "patients",
+		Aggregates: []*synodv1.Aggregate{{Func: synodv1.Aggregate_COUNT}, {Func: synodv1.Aggregate_MEAN, Column: "bmi"}}}
+	for _, c := range []struct {
+		eps  float64
+		want string
+	}{
+		{1e308, "above 10"},
+		{10.5, "above 10"},
+		{1e-300, "too small"},
+		{1e-9, "too small"},
+	} {
+		spec.Privacy = &synodv1.Privacy{Mechanism: synodv1.Privacy_LAPLACE, Epsilon: c.eps}
+		_, err := NoiseScales(spec, bounds)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("epsilon %g: %v, want %q", c.eps, err, c.want)
+		}
+	}
+	for _, eps := range []float64{10, 1, 0.01} {
+		spec.Privacy = &synodv1.Privacy{Mechanism: synodv1.Privacy_LAPLACE, Epsilon: eps}
+		if _, err := NoiseScales(spec, bounds); err != nil {
+			t.Errorf("epsilon %g refused: %v", eps, err)
+		}
+	}
+	// The smallest epsilon the refusal suggests is accepted.
+	spec.Privacy = &synodv1.Privacy{Mechanism: synodv1.Privacy_LAPLACE, Epsilon: 1e-9}
+	_, err := NoiseScales(spec, bounds)
+	i := strings.LastIndex(err.Error(), ">= ")
+	var suggested float64
+	if _, scanErr := fmt.Sscan(err.Error()[i+3:], &suggested); scanErr != nil {
+		t.Fatalf("no suggestion in %q", err)
+	}
+	spec.Privacy.Epsilon = suggested * 1.01
+	if _, err := NoiseScales(spec, bounds); err != nil {
+		t.Errorf("suggested epsilon %g refused: %v", suggested, err)
 	}
 }

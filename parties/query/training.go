@@ -192,5 +192,8 @@ func (t *Training) NoiseScales(spec *synodv1.QuerySpec) ([]float64, error) {
 			out[i] = math.Sqrt(2*math.Log(1.25/delta)) * s / eps
 		}
 	}
+	if err := CheckNoiseFits(pr.GetEpsilon(), t.Labels(), out); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
