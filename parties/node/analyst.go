@@ -55,7 +55,8 @@ func (n *Node) SubmitQuery(stream grpc.ClientStreamingServer[synodv1.SubmitQuery
 		return status.Errorf(codes.Unauthenticated, "%v", err)
 	}
 	var spec *synodv1.QuerySpec
-	var key wire.Assembler
+	key := wire.Assembler{Budget: n.inbound, Owner: "analyst " + caller}
+	defer key.Release()
 	for {
 		msg, err := stream.Recv()
 		if err == io.EOF {

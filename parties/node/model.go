@@ -153,7 +153,8 @@ func (n *Node) UploadModel(stream grpc.ClientStreamingServer[synodv1.UploadModel
 		return status.Errorf(codes.FailedPrecondition, "the consortium is not set up; run mpcctl setup")
 	}
 	var header *synodv1.ModelHeader
-	var asm wire.Assembler
+	asm := wire.Assembler{Budget: n.inbound, Owner: "analyst " + caller}
+	defer asm.Release()
 	for {
 		msg, err := stream.Recv()
 		if err == io.EOF {

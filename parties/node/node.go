@@ -34,6 +34,7 @@ import (
 	"github.com/synod-mpc/synod/parties/policy"
 	"github.com/synod-mpc/synod/parties/schema"
 	"github.com/synod-mpc/synod/parties/transport"
+	"github.com/synod-mpc/synod/parties/wire"
 )
 
 // Node is one running party.
@@ -47,6 +48,9 @@ type Node struct {
 	keys       map[string]kyber.Point // identity keys of the parties
 	parties    []string               // sorted party ids
 	passphrase []byte
+	// inbound bounds the memory each peer's and analyst's streams still
+	// in reassembly may hold.
+	inbound *wire.Budget
 	// sealer seals the setup secrets; its key derivation (scrypt) runs
 	// once, when the node starts without keys, rather than in the setup.
 	sealer   func() (*keystore.Sealer, error)
@@ -112,6 +116,7 @@ func New(cfg *config.Party, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
+		inbound:    wire.NewBudget(wire.SenderBudget),
 		cfg:        cfg,
 		cons:       cons,
 		id:         id,

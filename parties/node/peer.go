@@ -38,7 +38,7 @@ func (n *Node) Deliver(stream grpc.ClientStreamingServer[synodv1.Chunk, synodv1.
 	if err != nil {
 		return status.Errorf(codes.Unauthenticated, "%v", err)
 	}
-	env, err := transport.ReceiveEnvelope(stream)
+	env, err := transport.ReceiveEnvelope(stream, n.inbound, "party "+caller)
 	if err != nil {
 		n.log.Warn("refused envelope", "from_connection", caller, "error", err)
 		return err

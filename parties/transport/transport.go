@@ -225,9 +225,11 @@ func (p *Peers) Close() {
 	}
 }
 
-// ReceiveEnvelope reassembles an envelope from a Deliver stream.
-func ReceiveEnvelope(stream grpc.ClientStreamingServer[synodv1.Chunk, synodv1.DeliverAck]) (*synodv1.Envelope, error) {
-	var a wire.Assembler
+// ReceiveEnvelope reassembles an envelope from a Deliver stream of sender,
+// within sender's share of budget.
+func ReceiveEnvelope(stream grpc.ClientStreamingServer[synodv1.Chunk, synodv1.DeliverAck], budget *wire.Budget, sender string) (*synodv1.Envelope, error) {
+	a := wire.Assembler{Budget: budget, Owner: sender}
+	defer a.Release()
 	for {
 		c, err := stream.Recv()
 		if err == io.EOF {
@@ -237,7 +239,7 @@ func ReceiveEnvelope(stream grpc.ClientStreamingServer[synodv1.Chunk, synodv1.De
 			return nil, err
 		}
 		if err := a.Add(c); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+			return nil, status.Errorf(codes.ResourceExhausted, "%v", err)
 		}
 	}
 	b, err := a.Bytes()

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"unicode/utf8"
 
 	"go.dedis.ch/kyber/v3"
@@ -138,11 +139,71 @@ func SendChunks(send func(*synodv1.Chunk) error, data []byte) error {
 var ErrEndOfChunks = errors.New("end of chunks")
 
 // Assembler reassembles a chunked message, refusing one that exceeds its
-// declared size or MaxMessageSize.
+// declared size or MaxMessageSize. With a Budget it also refuses to hold
+// more than the Owner's share of memory across all its streams; Release
+// gives the reservation back (call it when the stream ends, however).
 type Assembler struct {
-	buf   []byte
-	total uint64
-	begun bool
+	Budget *Budget
+	Owner  string
+
+	buf      []byte
+	total    uint64
+	begun    bool
+	reserved int64
+}
+
+// Budget bounds the bytes that the messages one sender still has in
+// reassembly may hold together, so that many slow streams from one peer
+// or analyst cannot take a node's memory. A nil Budget bounds nothing.
+type Budget struct {
+	limit int64
+	mu    sync.Mutex
+	held  map[string]int64
+}
+
+// SenderBudget is the bytes one sender's streams may hold at once: two of
+// the largest messages.
+const SenderBudget = 2 * MaxMessageSize
+
+// NewBudget returns a budget of limit bytes per sender.
+func NewBudget(limit int64) *Budget { return &Budget{limit: limit, held: map[string]int64{}} }
+
+func (b *Budget) reserve(owner string, n int64) error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.held[owner]+n > b.limit {
+		return fmt.Errorf("%s has %d bytes of messages in transit, at the limit of %d: wait for them to finish", owner, b.held[owner], b.limit)
+	}
+	b.held[owner] += n
+	return nil
+}
+
+func (b *Budget) release(owner string, n int64) {
+	if b == nil || n == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.held[owner] -= n; b.held[owner] <= 0 {
+		delete(b.held, owner)
+	}
+}
+
+// Held is how many bytes owner's streams hold.
+func (b *Budget) Held(owner string) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.held[owner]
+}
+
+// Release returns the assembler's reservation to its budget. The bytes
+// already reassembled stay valid; they are the receiver's from now on.
+func (a *Assembler) Release() {
+	a.Budget.release(a.Owner, a.reserved)
+	a.reserved = 0
 }
 
 // Add appends one chunk.
@@ -153,16 +214,34 @@ func (a *Assembler) Add(c *synodv1.Chunk) error {
 		if a.total > MaxMessageSize {
 			return fmt.Errorf("message of %d bytes exceeds the %d-byte limit", a.total, MaxMessageSize)
 		}
-		a.buf = make([]byte, 0, a.total)
 	} else if c.GetTotalSize() != 0 {
 		return fmt.Errorf("chunk after the first declares a total size")
 	}
-	if uint64(len(a.buf))+uint64(len(c.GetData())) > a.total {
+	data := c.GetData()
+	need := uint64(len(a.buf)) + uint64(len(data))
+	if need > a.total {
 		return fmt.Errorf("chunks exceed the declared size of %d bytes", a.total)
 	}
-	a.buf = append(a.buf, c.GetData()...)
+	if need > uint64(cap(a.buf)) {
+		// Memory follows the bytes that arrived, not the size a sender
+		// declared: a peer declaring 256 MiB and sending one byte holds one
+		// byte. Doubling keeps the copies linear; the cap stops at total.
+		grow := min(a.total, max(need, 2*uint64(cap(a.buf)), ChunkSize))
+		more := int64(grow) - int64(cap(a.buf))
+		if err := a.Budget.reserve(a.Owner, more); err != nil {
+			return err
+		}
+		a.reserved += more
+		buf := make([]byte, len(a.buf), grow)
+		copy(buf, a.buf)
+		a.buf = buf
+	}
+	a.buf = append(a.buf, data...)
 	return nil
 }
+
+// Held is how many bytes the assembler holds so far.
+func (a *Assembler) Held() int { return cap(a.buf) }
 
 // Bytes returns the reassembled message once complete.
 func (a *Assembler) Bytes() ([]byte, error) {

@@ -173,3 +173,58 @@ func TestDigestCoversEveryFieldAndMatchesVerify(t *testing.T) {
 		}
 	}
 }
+
+// A sender's declared size reserves nothing: memory follows the bytes that
+// arrived (a peer declaring 256 MiB and sending one byte holds at most one
+// chunk's worth), and a complete message holds exactly its size.
+func TestAssemblerAllocatesAsBytesArrive(t *testing.T) {
+	var a Assembler
+	if err := a.Add(&synodv1.Chunk{TotalSize: MaxMessageSize, Data: []byte{1}}); err != nil {
+		t.Fatal(err)
+	}
+	if a.Held() > ChunkSize {
+		t.Fatalf("one byte of a declared %d holds %d bytes", MaxMessageSize, a.Held())
+	}
+	data := bytes.Repeat([]byte{7}, 5*ChunkSize+3)
+	var b Assembler
+	if err := SendChunks(b.Add, data); err != nil {
+		t.Fatal(err)
+	}
+	if b.Held() != len(data) {
+		t.Fatalf("complete message of %d bytes holds %d", len(data), b.Held())
+	}
+}
+
+// One sender's streams together hold at most its budget; another sender is
+// not affected; released reservations can be used again.
+func TestBudgetBoundsOneSender(t *testing.T) {
+	b := NewBudget(3 * ChunkSize)
+	chunk := bytes.Repeat([]byte{1}, ChunkSize)
+	var open []*Assembler
+	var err error
+	for i := 0; i < 5 && err == nil; i++ {
+		a := &Assembler{Budget: b, Owner: "party-2"}
+		open = append(open, a)
+		err = a.Add(&synodv1.Chunk{TotalSize: MaxMessageSize, Data: chunk})
+	}
+	if err == nil || !strings.Contains(err.Error(), "party-2") || len(open) != 4 {
+		t.Fatalf("after %d streams: %v", len(open), err)
+	}
+	if got := b.Held("party-2"); got > 3*ChunkSize {
+		t.Fatalf("party-2 holds %d bytes, budget %d", got, 3*ChunkSize)
+	}
+	other := &Assembler{Budget: b, Owner: "party-3"}
+	if err := other.Add(&synodv1.Chunk{TotalSize: 10, Data: []byte{1}}); err != nil {
+		t.Fatalf("another sender refused: %v", err)
+	}
+	for _, a := range open {
+		a.Release()
+	}
+	if got := b.Held("party-2"); got != 0 {
+		t.Fatalf("after release party-2 holds %d", got)
+	}
+	again := &Assembler{Budget: b, Owner: "party-2"}
+	if err := again.Add(&synodv1.Chunk{TotalSize: MaxMessageSize, Data: chunk}); err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+}
