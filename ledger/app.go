@@ -29,7 +29,7 @@ import (
 const (
 	CodeOK           uint32 = 0
 	CodeMalformed    uint32 = 1 // does not decode, or fails Tx.Validate
-	CodeUnknownKind  uint32 = 2 // kind is not setup, approval, transcript or receipt
+	CodeUnknownKind  uint32 = 2 // kind is not one of records.KindList()
 	CodeUnauthorized uint32 = 3 // sender is not a member, or the signature is not the sender's
 	CodeDuplicate    uint32 = 4 // same tx hash, or same (kind, session, sender), already recorded
 )

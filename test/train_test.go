@@ -279,5 +279,26 @@ func TestTrain(t *testing.T) {
 		}
 		c.start(3, "mpcnode")
 		c.waitReachable(3)
+		// The approved session's end is on the chain (once party-3 is back:
+		// three validators commit nothing with one down): audit log shows it
+		// aborted, and audit verify says so rather than fail as if tampered.
+		var aborted string
+		for deadline := time.Now().Add(time.Minute); aborted == "" && time.Now().Before(deadline); time.Sleep(time.Second) {
+			out, err := c.ctl("audit", "log")
+			if err != nil {
+				t.Fatalf("audit log: %v\n%s", err, out)
+			}
+			for _, line := range strings.Split(out, "\n") {
+				if f := strings.Fields(line); len(f) > 2 && f[2] == "aborted" {
+					aborted = f[0]
+				}
+			}
+		}
+		if aborted == "" {
+			t.Fatal("audit log shows no aborted session")
+		}
+		if out, err := c.ctl("audit", "verify", aborted); err == nil || !strings.Contains(out+err.Error(), "was aborted") {
+			t.Fatalf("audit verify of the aborted session: %v\n%s", err, out)
+		}
 	})
 }

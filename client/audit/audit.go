@@ -19,6 +19,7 @@ import (
 
 	synodv1 "github.com/synod-mpc/synod/api/synod/v1"
 	"github.com/synod-mpc/synod/ledger"
+	"github.com/synod-mpc/synod/ledger/records"
 	"github.com/synod-mpc/synod/parties/consortium"
 )
 
@@ -174,4 +175,30 @@ func (a *Auditor) read(f func(ledger.Client) error) error {
 		lastErr = err
 	}
 	return lastErr
+}
+
+// Outcome says how a session on the chain ended, from the kinds of its
+// records: "released" (a receipt), "aborted" (an outcome record: the
+// approved session failed and released nothing more), "recorded" (a
+// transcript without a receipt: a model upload or prediction), "setup",
+// or "approved, no end recorded" (an approval alone: the session is still
+// running, or its coordinator stopped before it could record the end).
+func Outcome(s ledger.SessionSummary) string {
+	has := map[string]bool{}
+	for _, e := range s.Entries {
+		has[e.Kind] = true
+	}
+	switch {
+	case has[records.KindReceipt]:
+		return "released"
+	case has[records.KindOutcome]:
+		return "aborted"
+	case has[records.KindTranscript]:
+		return "recorded"
+	case has[records.KindSetup]:
+		return "setup"
+	case has[records.KindApproval]:
+		return "approved, no end recorded"
+	}
+	return "unknown"
 }

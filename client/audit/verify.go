@@ -79,6 +79,9 @@ func (a *Auditor) Verify(ctx context.Context, session string, held Held) []Check
 	l.run(CheckLocal, nil, func() (string, error) {
 		var err error
 		if meta, ct, err = held.Load(session); err != nil {
+			if o, oerr := a.sessionOutcome(ctx, session); oerr == nil && o != nil {
+				return "", fmt.Errorf("the chain records that session %s was %s (%s); nothing was released to verify", session, o.Outcome, o.Reason)
+			}
 			return "", err
 		}
 		if meta.GetReceipt() == nil {
@@ -221,6 +224,29 @@ func (a *Auditor) sessionTranscript(ctx context.Context, session string) (*ledge
 	}
 	tx, _, err := a.include(ctx, hashes[0], records.KindTranscript, session)
 	return tx, err
+}
+
+// sessionOutcome returns the session's outcome record, proven like any
+// other, or nil when the chain has none.
+func (a *Auditor) sessionOutcome(ctx context.Context, session string) (*records.Outcome, error) {
+	var recs []ledger.Record
+	if err := a.read(func(c ledger.Client) (err error) {
+		recs, err = c.Session(ctx, session)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		if r.Tx.Kind != records.KindOutcome {
+			continue
+		}
+		tx, _, err := a.include(ctx, r.TxHash, records.KindOutcome, session)
+		if err != nil {
+			return nil, err
+		}
+		return records.DecodeOutcome(tx.Body)
+	}
+	return nil, nil
 }
 
 // setupKey proves every setup record of setupSession and returns the

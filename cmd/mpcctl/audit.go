@@ -116,7 +116,7 @@ func newAuditLogCmd(g *globals) *cobra.Command {
 			if g.output == "json" {
 				return json.NewEncoder(os.Stdout).Encode(sessions)
 			}
-			rows := [][]string{{"session", "height", "records"}}
+			rows := [][]string{{"session", "height", "outcome", "records"}}
 			for _, s := range sessions {
 				var kinds []string
 				var height int64
@@ -124,7 +124,7 @@ func newAuditLogCmd(g *globals) *cobra.Command {
 					kinds = append(kinds, e.Kind+" by "+e.Sender)
 					height = max(height, e.Height)
 				}
-				rows = append(rows, []string{s.Session, fmt.Sprint(height), strings.Join(kinds, "; ")})
+				rows = append(rows, []string{s.Session, fmt.Sprint(height), audit.Outcome(s), strings.Join(kinds, "; ")})
 			}
 			return printRows(g.output, rows)
 		},

@@ -42,7 +42,11 @@ func DecodeModel(b []byte) (*Model, error) { return decode[Model]("model transcr
 // DecodeReceipt decodes the body of a receipt record.
 func DecodeReceipt(b []byte) (*Receipt, error) { return decode[Receipt]("receipt", receiptFields, b) }
 
+// DecodeOutcome decodes the body of an outcome record.
+func DecodeOutcome(b []byte) (*Outcome, error) { return decode[Outcome]("outcome", outcomeFields, b) }
+
 var (
+	outcomeFields    = requiredFields(reflect.TypeFor[Outcome]())
 	setupFields      = requiredFields(reflect.TypeFor[Setup]())
 	approvalFields   = requiredFields(reflect.TypeFor[Approval]())
 	transcriptFields = requiredFields(reflect.TypeFor[Transcript]())

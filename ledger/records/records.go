@@ -53,11 +53,14 @@ const (
 	// multi-round session; unlike the other kinds, a session holds many
 	// (one per body) from the same sender.
 	KindRound = "round"
+	// KindOutcome is the kind of Outcome records: how a session whose
+	// approval is on the chain ended without a release.
+	KindOutcome = "outcome"
 )
 
 // kinds are the record kinds the chain accepts, in the order of a
 // session's life.
-var kinds = []string{KindSetup, KindApproval, KindRound, KindTranscript, KindReceipt}
+var kinds = []string{KindSetup, KindApproval, KindRound, KindTranscript, KindReceipt, KindOutcome}
 
 // KnownKind reports whether kind is one of the record kinds the chain
 // accepts.
@@ -141,6 +144,24 @@ type Model struct {
 	ModelDigest string   `json:"model_digest"`
 	Parties     []string `json:"allowed_parties,omitempty"`
 }
+
+// Outcome records, by its coordinator, that a session the parties approved
+// ended without releasing its result: an approval on the chain is then
+// never silently without an end, and an auditor tells an aborted session
+// from a missing or tampered transcript. Offender is the party at fault
+// when the coordinator knows it.
+type Outcome struct {
+	Analyst  string    `json:"analyst"`
+	Outcome  string    `json:"outcome"` // "aborted"
+	Reason   string    `json:"reason"`
+	Offender string    `json:"offender,omitempty"`
+	Released int       `json:"released_rounds,omitempty"` // rounds released before the end (multi-round sessions)
+	Finished time.Time `json:"finished"`
+}
+
+// OutcomeAborted is an Outcome's outcome for a session that ended on an
+// error with nothing (more) released.
+const OutcomeAborted = "aborted"
 
 // Receipt records that a result was released to its analyst, by the
 // coordinator that released it, after the transcript it names.

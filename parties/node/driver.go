@@ -54,6 +54,7 @@ type driver struct {
 	status     session.Status
 	ledgerTime time.Duration
 	released   sync.Once
+	approved   bool // the session's approval is on the chain
 }
 
 func newSessionID() string {
@@ -227,6 +228,12 @@ func (d *driver) finish(st session.Status, err error) {
 	if err != nil {
 		d.events.add(&synodv1.Event{Session: d.id, Stage: "failed", Message: err.Error(), Final: true, Failed: true, Party: string(session.Offender(err))})
 		d.n.log.Warn("session failed", "session", d.id, "error", err)
+		d.mu.Lock()
+		approved := d.approved
+		d.mu.Unlock()
+		if approved {
+			go d.recordOutcome(err)
+		}
 	} else {
 		d.events.add(&synodv1.Event{Session: d.id, Stage: "done", Message: "session complete", Final: true})
 	}

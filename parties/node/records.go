@@ -50,7 +50,27 @@ func (d *driver) commit(c session.Commit) session.Committed {
 	if err != nil {
 		return session.Committed{Ref: c.Ref, Err: err}
 	}
+	if c.Kind == records.KindApproval && d.role == session.ToCoordinator {
+		d.mu.Lock()
+		d.approved = true
+		d.mu.Unlock()
+	}
 	return session.Committed{Ref: c.Ref, Receipt: session.Receipt{Height: r.Height, TxHash: r.TxHash}}
+}
+
+// recordOutcome commits, for a session whose approval is on the chain and
+// that failed, how it ended: the approval then never stands on the chain
+// without an end, and auditors tell an aborted session from a missing
+// transcript. Best effort: the chain may be what failed.
+func (d *driver) recordOutcome(cause error) {
+	d.mu.Lock()
+	rounds := len(d.releases)
+	d.mu.Unlock()
+	body := records.Outcome{Analyst: d.analyst, Outcome: records.OutcomeAborted, Reason: cause.Error(),
+		Offender: string(session.Offender(cause)), Released: rounds, Finished: time.Now().UTC()}
+	if _, err := d.n.record(context.Background(), records.KindOutcome, d.id, body); err != nil {
+		d.n.log.Warn("could not record the session's outcome", "session", d.id, "error", err)
+	}
 }
 
 func (d *driver) recordBody(c session.Commit) (any, error) {
