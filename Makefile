@@ -48,7 +48,7 @@ lint:
 
 ## fuzz: every decoder's fuzz target for FUZZTIME each
 FUZZTIME ?= 30s
-FUZZ_PKGS := ./engine ./engine/model ./protocols ./parties/wire ./parties/keystore ./parties/datasource ./parties/node ./parties/query ./ledger
+FUZZ_PKGS := ./engine ./engine/model ./protocols ./parties/wire ./parties/keystore ./parties/datasource ./parties/node ./parties/query ./ledger ./ledger/records
 fuzz:
 	@for pkg in $(FUZZ_PKGS); do \
 	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \

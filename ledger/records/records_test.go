@@ -187,6 +187,8 @@ func validBodies(t testing.TB) map[string]struct {
 			func(b []byte) (any, error) { return DecodeModel(b) }},
 		"receipt": {enc(Receipt{Analyst: "analyst", ResultDigest: "c0", TranscriptTx: "AB", Released: t0}),
 			func(b []byte) (any, error) { return DecodeReceipt(b) }},
+		"outcome": {enc(Outcome{Analyst: "analyst", Outcome: OutcomeAborted, Reason: "party-3 unreachable", Offender: "party-3", Finished: t0}),
+			func(b []byte) (any, error) { return DecodeOutcome(b) }},
 	}
 }
 
@@ -291,7 +293,7 @@ func mustMarshal(t *testing.T, v any) []byte {
 }
 
 func TestKinds(t *testing.T) {
-	for _, k := range []string{"setup", "approval", "transcript", "receipt"} {
+	for _, k := range []string{"setup", "approval", "round", "transcript", "receipt", "outcome"} {
 		if !KnownKind(k) {
 			t.Errorf("%s is not a known kind", k)
 		}
@@ -301,7 +303,7 @@ func TestKinds(t *testing.T) {
 			t.Errorf("%q is a known kind", k)
 		}
 	}
-	if got := KindList(); got != "setup, approval, round, transcript or receipt" {
+	if got := KindList(); got != "setup, approval, round, transcript, receipt or outcome" {
 		t.Errorf("KindList() = %q", got)
 	}
 }
@@ -342,3 +344,4 @@ func FuzzDecodeApproval(f *testing.F)   { fuzzDecoder(f, "approval", DecodeAppro
 func FuzzDecodeTranscript(f *testing.F) { fuzzDecoder(f, "transcript", DecodeTranscript) }
 func FuzzDecodeModel(f *testing.F)      { fuzzDecoder(f, "model", DecodeModel) }
 func FuzzDecodeReceipt(f *testing.F)    { fuzzDecoder(f, "receipt", DecodeReceipt) }
+func FuzzDecodeOutcome(f *testing.F)    { fuzzDecoder(f, "outcome", DecodeOutcome) }
