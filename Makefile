@@ -1,7 +1,7 @@
 GO ?= go
 BIN := $(CURDIR)/bin
 
-.PHONY: build test test-race demo bench bench-infer bench-train proto lint fuzz sample-data clean
+.PHONY: build test test-race test-browser demo bench bench-infer bench-train proto lint fuzz sample-data clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/mpcnode ./cmd/mpcctl
@@ -14,6 +14,13 @@ test:
 ## end-to-end runs whose mpcnode binaries are built with -race
 test-race:
 	SYNOD_TEST_RACE=1 $(GO) test -count=1 -race -timeout 45m ./parties/... ./test/
+
+## test-browser: the audit page (mpcctl audit serve) in headless Chromium,
+## driven through chromedriver: needs Debian's chromium and chromium-driver
+## (SYNOD_CHROMIUM and SYNOD_CHROMEDRIVER name others; SYNOD_BROWSER_SHOTS
+## keeps the screenshots)
+test-browser:
+	$(GO) test -count=1 -tags browser -run 'InBrowser' -timeout 20m ./test/
 
 demo:
 	./scripts/demo.sh
@@ -45,6 +52,7 @@ proto:
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l .; echo "gofmt: files above need formatting"; exit 1)
 	$(GO) vet ./...
+	$(GO) vet -tags browser ./test/
 
 ## fuzz: every decoder's fuzz target for FUZZTIME each
 FUZZTIME ?= 30s

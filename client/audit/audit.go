@@ -60,6 +60,19 @@ type Check struct {
 	Needs []string
 }
 
+// Tally counts the checks that failed and those skipped.
+func Tally(checks []Check) (failed, skipped int) {
+	for _, c := range checks {
+		switch c.Status {
+		case Fail:
+			failed++
+		case Skip:
+			skipped++
+		}
+	}
+	return failed, skipped
+}
+
 // Names of the checks Verify runs, in the order it runs them.
 const (
 	CheckLocal       = "local result"

@@ -50,6 +50,12 @@ func (l *checklist) run(name string, needs []string, f func() (string, error)) b
 	return err == nil
 }
 
+// skip records the check name as skipped for a reason of the caller's
+// (not a check that failed), which the checks that need it then name.
+func (l *checklist) skip(name, detail string) {
+	l.checks = append(l.checks, Check{Name: name, Status: Skip, Detail: detail})
+}
+
 // status is the outcome of the check name, and whether it has run.
 func (l *checklist) status(name string) (Status, bool) {
 	for _, c := range l.checks {
@@ -132,7 +138,7 @@ func (a *Auditor) Verify(ctx context.Context, session string, held Held) []Check
 		how := "reached through the receipt"
 		if ttx == nil {
 			var err error
-			if ttx, err = a.sessionTranscript(ctx, session); err != nil {
+			if ttx, _, err = a.sessionRecord(ctx, session, records.KindTranscript); err != nil {
 				return "", fmt.Errorf("the receipt does not lead to the transcript, and by session id: %w", err)
 			}
 			how = "found by session id (light-client verified)"
@@ -172,16 +178,8 @@ func (a *Auditor) Verify(ctx context.Context, session string, held Held) []Check
 		return fmt.Sprintf("tx %X in block %d", rc.GetApprovalTxHash(), av.Height), nil
 	})
 	l.run(CheckApprovalRef, []string{CheckRecord, CheckApproval}, func() (string, error) {
-		approvalHash, _ := hex.DecodeString(tr.ApprovalTx)
-		switch {
-		case !bytes.Equal(approvalHash, rc.GetApprovalTxHash()):
-			return "", fmt.Errorf("transcript names approval %s, the receipt %X", tr.ApprovalTx, rc.GetApprovalTxHash())
-		case tr.SetupID != rc.GetSetupSession():
-			return "", fmt.Errorf("transcript names setup %s, the receipt %s", tr.SetupID, rc.GetSetupSession())
-		case ap.SpecDigest != tr.SpecDigest:
-			return "", errors.New("the approved query and the transcript's query differ")
-		case ap.Analyst != tr.Analyst:
-			return "", fmt.Errorf("approved for %s, transcript names %s", ap.Analyst, tr.Analyst)
+		if err := sameApproval(tr, ap, "the receipt", rc.GetApprovalTxHash(), rc.GetSetupSession()); err != nil {
+			return "", err
 		}
 		return "the transcript and the receipt name the same approval, query, analyst and setup", nil
 	})
@@ -203,27 +201,26 @@ func (a *Auditor) Verify(ctx context.Context, session string, held Held) []Check
 	return l.checks
 }
 
-// sessionTranscript finds the session's transcript record on the chain and
-// proves its inclusion.
-func (a *Auditor) sessionTranscript(ctx context.Context, session string) (*ledger.Tx, error) {
+// sessionRecord finds the session's one record of kind on the chain (an
+// unverified read) and proves its inclusion.
+func (a *Auditor) sessionRecord(ctx context.Context, session, kind string) (*ledger.Tx, *ledger.Verified, error) {
 	var recs []ledger.Record
 	if err := a.read(func(c ledger.Client) (err error) {
 		recs, err = c.Session(ctx, session)
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("read session records: %w", err)
+		return nil, nil, fmt.Errorf("read session records: %w", err)
 	}
 	var hashes [][]byte
 	for _, r := range recs {
-		if r.Tx.Kind == records.KindTranscript {
+		if r.Tx.Kind == kind {
 			hashes = append(hashes, r.TxHash)
 		}
 	}
 	if len(hashes) != 1 {
-		return nil, fmt.Errorf("the chain has %d transcript records of session %s", len(hashes), session)
+		return nil, nil, fmt.Errorf("the chain has %d %s records of session %s", len(hashes), kind, session)
 	}
-	tx, _, err := a.include(ctx, hashes[0], records.KindTranscript, session)
-	return tx, err
+	return a.include(ctx, hashes[0], kind, session)
 }
 
 // sessionOutcome returns the session's outcome record, proven like any
@@ -293,8 +290,27 @@ func (a *Auditor) setupKey(ctx context.Context, setupSession string) (kyber.Poin
 	return protocols.UnmarshalGroupKey(raw)
 }
 
+// sameApproval checks that the transcript names the approval whose tx
+// hash and setup by (the receipt, the chain) gives, and the approval's
+// query and analyst.
+func sameApproval(tr *records.Transcript, ap *records.Approval, by string, approvalTx []byte, setupID string) error {
+	named, _ := hex.DecodeString(tr.ApprovalTx)
+	switch {
+	case !bytes.Equal(named, approvalTx):
+		return fmt.Errorf("transcript names approval %s, %s %X", tr.ApprovalTx, by, approvalTx)
+	case tr.SetupID != setupID:
+		return fmt.Errorf("transcript names setup %s, %s %s", tr.SetupID, by, setupID)
+	case ap.SpecDigest != tr.SpecDigest:
+		return errors.New("the approved query and the transcript's query differ")
+	case ap.Analyst != tr.Analyst:
+		return fmt.Errorf("approved for %s, transcript names %s", ap.Analyst, tr.Analyst)
+	}
+	return nil
+}
+
 // checkApproval checks the approval record's certificate against the
-// consortium key and the query and certificate held here.
+// consortium key and, unless meta is nil (nothing is held), the query and
+// certificate held here.
 func checkApproval(session string, ap *records.Approval, meta *synodv1.ResultMetadata, groupKey kyber.Point) error {
 	spec, err := hex.DecodeString(ap.Spec)
 	if err != nil {
@@ -304,15 +320,17 @@ func checkApproval(session string, ap *records.Approval, meta *synodv1.ResultMet
 	if hex.EncodeToString(specDigest[:]) != ap.SpecDigest {
 		return fmt.Errorf("the approval record's query does not hash to its digest")
 	}
-	local, err := proto.MarshalOptions{Deterministic: true}.Marshal(meta.GetSpec())
-	if err != nil || !bytes.Equal(local, spec) {
-		return fmt.Errorf("the query held here is not the one approved")
+	if meta != nil {
+		local, err := proto.MarshalOptions{Deterministic: true}.Marshal(meta.GetSpec())
+		if err != nil || !bytes.Equal(local, spec) {
+			return fmt.Errorf("the query held here is not the one approved")
+		}
 	}
 	cert, err := hex.DecodeString(ap.Certificate)
 	if err != nil {
 		return fmt.Errorf("approval record: certificate: %w", err)
 	}
-	if !bytes.Equal(cert, meta.GetReceipt().GetCertificate()) {
+	if meta != nil && !bytes.Equal(cert, meta.GetReceipt().GetCertificate()) {
 		return fmt.Errorf("the certificate held here differs from the one on the chain")
 	}
 	if err := protocols.VerifyCertificate(groupKey, protocols.ApprovalMessage(session, ap.Analyst, specDigest[:]), cert); err != nil {

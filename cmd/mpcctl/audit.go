@@ -2,22 +2,32 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/synod-mpc/synod/client/analyst"
 	"github.com/synod-mpc/synod/client/audit"
+	"github.com/synod-mpc/synod/client/auditweb"
 	"github.com/synod-mpc/synod/parties/config"
+	"github.com/synod-mpc/synod/parties/consortium"
 )
 
 func newAuditCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Verify results against the consortium chain"}
-	cmd.AddCommand(newAuditVerifyCmd(g), newAuditLogCmd(g))
+	cmd.AddCommand(newAuditVerifyCmd(g), newAuditLogCmd(g), newAuditServeCmd(g))
 	return cmd
 }
 
@@ -60,15 +70,7 @@ and exits non-zero if any fails.`,
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			checks := a.Verify(ctx, args[0], analyst.Results{DataDir: cfg.DataDir})
-			failed, skipped := 0, 0
-			for _, c := range checks {
-				switch c.Status {
-				case audit.Fail:
-					failed++
-				case audit.Skip:
-					skipped++
-				}
-			}
+			failed, skipped := audit.Tally(checks)
 			if g.output == "json" {
 				out := make([]checkJSON, 0, len(checks))
 				for _, c := range checks {
@@ -129,4 +131,95 @@ func newAuditLogCmd(g *globals) *cobra.Command {
 			return printRows(g.output, rows)
 		},
 	}
+}
+
+// consortiumFile is the auditor's trust anchor: --consortium when no
+// analyst config is given (an auditor need not be an analyst), else the
+// analyst config's consortium (which --consortium overrides).
+func consortiumFile(g *globals, cmd *cobra.Command) (string, error) {
+	if f := cmd.Flags().Lookup("consortium"); f != nil && f.Changed && g.config == "" {
+		return f.Value.String(), nil
+	}
+	cfg, err := config.LoadAnalyst(g.config, cmd.Flags())
+	if err != nil {
+		return "", err
+	}
+	return cfg.Consortium, nil
+}
+
+func newAuditServeCmd(g *globals) *cobra.Command {
+	var (
+		listen    string
+		maxUpload int64
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve a read-only web page of the sessions on the chain and their verification",
+		Long: `serve serves, on --listen, a read-only web page that lists the sessions on
+the consortium chain (time, kind, analyst, the parties that approved,
+contributors, outcome, epsilon) and shows, for each, the checks of
+'mpcctl audit verify': without a result, what the chain alone proves (the
+transcript's and the approval's inclusion, the setup records, the approval
+certificate); with the analyst's result uploaded through the page (the
+files results/SESSION.json and results/SESSION.ct of the analyst's data
+directory), every check. The page trusts only the consortium file
+(--consortium, or the analyst config's). It prints its address and serves
+until interrupted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			file, err := consortiumFile(g, cmd)
+			if err != nil {
+				return err
+			}
+			a, err := audit.New(file)
+			if err != nil {
+				return err
+			}
+			raw, err := os.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			cons, err := consortium.Load(file)
+			if err != nil {
+				return err
+			}
+			digest := sha256.Sum256(raw)
+			anchor := auditweb.Anchor{File: file, Digest: hex.EncodeToString(digest[:]), Name: cons.Name,
+				ChainID: cons.Chain.ID, Parties: cons.PartyIDs(), Threshold: cons.Threshold}
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("audit page: %w", err)
+			}
+			srv := &http.Server{
+				Handler:           auditweb.New(a, auditweb.Options{Anchor: anchor, MaxUpload: maxUpload << 20, Log: log}),
+				ReadHeaderTimeout: 10 * time.Second,
+				ReadTimeout:       2 * time.Minute,
+				// A verification may take auditweb.DefaultVerifyTimeout.
+				WriteTimeout:   auditweb.DefaultVerifyTimeout + time.Minute,
+				IdleTimeout:    2 * time.Minute,
+				MaxHeaderBytes: 64 << 10,
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(ln) }()
+			fmt.Printf("audit page at http://%s/\n", ln.Addr())
+			log.Info("serving the audit page", "addr", ln.Addr().String(), "consortium", file)
+			select {
+			case err := <-served:
+				return fmt.Errorf("audit page: %w", err)
+			case <-ctx.Done():
+			}
+			shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("audit page: %w", err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8480", "address to serve the page on (host:port; port 0 picks one)")
+	cmd.Flags().Int64Var(&maxUpload, "max-upload", auditweb.DefaultMaxUpload>>20, "largest result upload, in MiB")
+	return cmd
 }
